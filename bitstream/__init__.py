@@ -1,0 +1,32 @@
+"""Bytes on disk: the `.dpc` container and the entropy coding of integer symbols.
+
+Nothing here knows about neural networks: it receives integer symbols plus
+integer CDF tables and returns bytes, and back.
+"""
+
+from .container import (
+    FORMAT_VERSION,
+    MAGIC,
+    BitstreamLimits,
+    Container,
+    Header,
+    read_container,
+    read_header,
+    write_container,
+)
+from .entropy_coding import CdfTables, decode_symbols, encode_symbols, symbol_check
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "BitstreamLimits",
+    "CdfTables",
+    "Container",
+    "Header",
+    "decode_symbols",
+    "encode_symbols",
+    "read_container",
+    "read_header",
+    "symbol_check",
+    "write_container",
+]

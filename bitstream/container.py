@@ -1,0 +1,182 @@
+"""The `.dpc` container: a compact header, two entropy-coded sections, a trailer.
+
+Layout (specified in docs/bitstream.md; all multi-byte integers little-endian,
+"varint" = unsigned LEB128 of at most 4 bytes):
+
+    magic "DP" (2) | version (1) | model id (2) | width varint | height varint
+    | flags (1: bit 7 = hints follow, bits 0-6 = quality) | [hints length varint | hints]
+    | z length varint
+    | z section | y section (runs up to the trailer)
+    | symbol check (2) | CRC-16 of everything before it (2)
+
+A typical 768x512 file spends 16 bytes outside the coded sections (15 when
+the z section is under 128 bytes).
+Parsing checks every field against `BitstreamLimits` before anything is sized
+from it, so a hostile header cannot make the decoder allocate.
+"""
+
+import binascii
+import struct
+from dataclasses import dataclass
+
+from codec.errors import BitstreamError, ImageTooLargeError, UnsupportedVersionError
+
+MAGIC = b"DP"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MAX_HINTS_BYTES = 64
+_TRAILER = 4
+_HINTS_FLAG = 0x80
+MAX_QUALITY = 0x7F
+_MIN_SIZE = len(MAGIC) + 1 + 2 + 1 + 1 + 1 + 1 + _TRAILER
+
+
+@dataclass(frozen=True)
+class BitstreamLimits:
+    """Bounds a decoder enforces before allocating (decompression-bomb guard)."""
+
+    max_pixels: int = 1 << 27  # 134 Mpx, e.g. 16384 x 8192
+    max_side: int = 1 << 16
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a `.dpc` file says about itself."""
+
+    width: int  # pixels
+    height: int  # pixels
+    quality: int  # 1 = lowest rate
+    model_id: int  # 16-bit id of the weights that made the file
+    hints: bytes = b""  # decoder hints (diffusion settings in later versions)
+    version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True)
+class Container:
+    header: Header
+    z_data: bytes  # entropy-coded hyper-latent symbols
+    y_data: bytes  # entropy-coded latent symbols
+    symbol_check: int  # 16-bit check of the decoded symbols
+
+    @property
+    def overhead_bytes(self) -> int:
+        """Bytes that are not entropy-coded payload (header + lengths + trailer)."""
+        return len(write_container(self)) - len(self.z_data) - len(self.y_data)
+
+
+def _varint(value: int) -> bytes:
+    if not 0 <= value < 1 << 28:
+        raise ValueError(f"varint out of range: {value}")
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def write_container(c: Container) -> bytes:
+    h = c.header
+    if not (0 < h.width < 1 << 28 and 0 < h.height < 1 << 28):
+        raise ValueError("image size out of range")
+    if not 0 < h.quality <= MAX_QUALITY or not 0 <= h.model_id < 1 << 16 or not 0 <= c.symbol_check < 1 << 16:
+        raise ValueError("header field out of range")
+    if len(h.hints) > MAX_HINTS_BYTES:
+        raise ValueError(f"decoder hints exceed {MAX_HINTS_BYTES} bytes")
+    body = b"".join(
+        [
+            MAGIC,
+            bytes([h.version]),
+            struct.pack("<H", h.model_id),
+            _varint(h.width),
+            _varint(h.height),
+            bytes([h.quality | (_HINTS_FLAG if h.hints else 0)]),
+            _varint(len(h.hints)) if h.hints else b"",
+            h.hints,
+            _varint(len(c.z_data)),
+            c.z_data,
+            c.y_data,
+            struct.pack("<H", c.symbol_check),
+        ]
+    )
+    return body + struct.pack("<H", _crc16(body))
+
+
+def _crc16(data: bytes) -> int:
+    # CRC-16/CCITT-FALSE: catches every 1-bit error and every burst up to 16 bits.
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+class _Reader:
+    def __init__(self, data: bytes, end: int):
+        self.data, self.pos, self.end = data, 0, end
+
+    def take(self, n: int, what: str) -> bytes:
+        if n > self.end - self.pos:
+            raise BitstreamError(f"truncated file: {what} runs past the end")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for shift in range(0, 28, 7):
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise BitstreamError(f"corrupt header: {what} is not a valid varint")
+
+
+def read_header(data: bytes, limits: BitstreamLimits = BitstreamLimits()) -> tuple[Header, "_Reader"]:
+    """Check magic, version, integrity and every header field; return the header.
+
+    Raises BitstreamError (or a subclass) for anything that is not a sound
+    .dpc file, ImageTooLargeError for sizes beyond `limits`.
+    """
+    data = bytes(data)
+    if len(data) < len(MAGIC) + 1 or data[: len(MAGIC)] != MAGIC:
+        raise BitstreamError("not a .dpc file (bad magic)")
+    version = data[len(MAGIC)]
+    if version not in SUPPORTED_VERSIONS:
+        raise UnsupportedVersionError(
+            f"unsupported .dpc format version {version}; this decoder reads version(s) "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}"
+        )
+    if len(data) < _MIN_SIZE:
+        raise BitstreamError(f"truncated file: {len(data)} bytes is shorter than any .dpc file")
+    (crc,) = struct.unpack("<H", data[-2:])
+    if crc != _crc16(data[:-2]):
+        raise BitstreamError("corrupt or truncated file: integrity check (CRC-16) failed")
+    r = _Reader(data, len(data) - _TRAILER)
+    r.pos = len(MAGIC) + 1
+    (model_id,) = struct.unpack("<H", r.take(2, "model id"))
+    width = r.varint("width")
+    height = r.varint("height")
+    if not (1 <= width <= limits.max_side and 1 <= height <= limits.max_side):
+        raise ImageTooLargeError(f"header claims a {width}x{height} image; sides must be 1..{limits.max_side}")
+    if width * height > limits.max_pixels:
+        raise ImageTooLargeError(
+            f"header claims a {width}x{height} image ({width * height} pixels), over the "
+            f"limit of {limits.max_pixels} pixels"
+        )
+    flags = r.take(1, "quality")[0]
+    quality = flags & MAX_QUALITY
+    if quality == 0:
+        raise BitstreamError("corrupt header: quality level 0")
+    n_hints = r.varint("hints length") if flags & _HINTS_FLAG else 0
+    if n_hints > MAX_HINTS_BYTES or (flags & _HINTS_FLAG and n_hints == 0):
+        raise BitstreamError(f"corrupt header: {n_hints} bytes of decoder hints")
+    hints = r.take(n_hints, "decoder hints")
+    header = Header(width=width, height=height, quality=quality, model_id=model_id, hints=hints, version=version)
+    return header, r
+
+
+def read_container(data: bytes, limits: BitstreamLimits = BitstreamLimits()) -> Container:
+    """Parse and validate a whole `.dpc` file (bytes) into its parts."""
+    header, r = read_header(data, limits)
+    z_len = r.varint("z section length")
+    z_data = r.take(z_len, "z section")
+    y_data = r.take(r.end - r.pos, "y section")
+    (check,) = struct.unpack("<H", bytes(data[-_TRAILER:-2]))
+    return Container(header=header, z_data=z_data, y_data=y_data, symbol_check=check)

@@ -1,0 +1,175 @@
+"""Variable-rate hyperprior compressor for the autoencoder's latent.
+
+    latent (B,C,H/8,W/8)
+      | g_a                                    z (B,Z,H/64,W/64)
+      v                                        | x z_gain[q], round about the medians
+    y (B,M,H/16,W/16) --------- h_a ---------> z_symbols --(EntropyBottleneck tables)--> bits
+      | x y_gain[q]                             |
+      v                                         v h_s(z_hat)
+    y_g - mu_g --round--> y_symbols <--- mu_g, sigma_g --snap--> table index
+      |                     |                                     (GaussianConditional tables)
+      | + mu_g, / y_gain[q] +------------------------------------------------------> bits
+      v
+    g_s --> latent_hat (B,C,H/8,W/8)
+
+One set of weights serves every quality level: a learned per-channel gain
+vector per level scales y (and z) before quantisation, and its inverse scales
+the result back (gain units, as in Cui et al. 2021). Lower gain = coarser
+quantisation = fewer bits.
+
+The entropy coder never sees a float: z is coded with the EntropyBottleneck's
+integer CDF tables (one per channel), y with the GaussianConditional's integer
+CDF tables, picked by an index into a fixed scale table. Only that index is
+derived from floats, by the same function on the encoder and the decoder; the
+container's symbol check turns any disagreement into an error.
+"""
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+with warnings.catch_warnings():
+    # compressai scripts a helper at import time, which newer torch reports on every run.
+    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+from bitstream.entropy_coding import CdfTables
+
+from .layers import ResBlock, Upsample2x, conv3x3
+
+# CompressAI's default: 64 scales from 0.11 to 256, log-spaced.
+SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
+# Symbols beyond this magnitude are clipped; real latents stay orders of magnitude below.
+SYMBOL_LIMIT = 1 << 20
+
+
+@dataclass(frozen=True)
+class CompressorConfig:
+    latent_channels: int = 8
+    channels: int = 96  # N: transform width
+    y_channels: int = 64  # M: coded latent channels at H/16
+    hyper_channels: int = 64
+    z_channels: int = 32  # Z: hyper-latent channels at H/64
+    levels: int = 6  # quality levels (gain vectors)
+
+
+def scale_table() -> list[float]:
+    """The fixed grid entropy scales snap to (GaussianConditional's table)."""
+    return torch.exp(torch.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS)).tolist()
+
+
+def ste_round(x: Tensor) -> Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+@dataclass
+class HyperParams:
+    """Entropy parameters of y for one image, all (1, M, h, w) in the gained domain."""
+
+    means: Tensor
+    scales: Tensor
+    indexes: Tensor  # int32 index into the GaussianConditional's CDF tables
+
+
+class HyperpriorCompressor(nn.Module):
+    def __init__(self, cfg: CompressorConfig = CompressorConfig()):
+        super().__init__()
+        self.cfg = cfg
+        n, m, nh, z = cfg.channels, cfg.y_channels, cfg.hyper_channels, cfg.z_channels
+        self.g_a = nn.Sequential(
+            conv3x3(cfg.latent_channels, n), ResBlock(n), conv3x3(n, n, stride=2), ResBlock(n), conv3x3(n, m)
+        )
+        self.g_s = nn.Sequential(
+            conv3x3(m, n), ResBlock(n), Upsample2x(n, n), ResBlock(n), conv3x3(n, cfg.latent_channels)
+        )
+        self.h_a = nn.Sequential(
+            conv3x3(m, nh), nn.SiLU(), conv3x3(nh, nh, stride=2), nn.SiLU(), conv3x3(nh, z, stride=2)
+        )
+        self.h_s = nn.Sequential(
+            conv3x3(z, nh),
+            nn.SiLU(),
+            Upsample2x(nh, nh),
+            nn.SiLU(),
+            Upsample2x(nh, n),
+            nn.SiLU(),
+            nn.Conv2d(n, 2 * m, 1),
+        )
+        # Level 0 (quality 1) starts with the smallest gain: the coarsest quantiser.
+        steps = torch.arange(cfg.levels, dtype=torch.float32) - (cfg.levels - 1)
+        self.log_gain_y = nn.Parameter((steps * 0.45)[:, None].repeat(1, m))
+        self.log_gain_z = nn.Parameter((steps * 0.2)[:, None].repeat(1, z))
+        self.entropy_bottleneck = EntropyBottleneck(z)
+        self.gaussian_conditional = GaussianConditional(scale_table())
+
+    # -- training ----------------------------------------------------------------
+    def forward(self, latent: Tensor, levels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """latent (B,C,h,w), levels (B,) long in [0, L) -> latent_hat, y and z likelihoods.
+
+        Rate = -sum(log2(likelihoods)) in bits. y's likelihoods use additive
+        uniform noise; latent_hat uses straight-through rounding (mixed quantisation).
+        """
+        gain_y = self.log_gain_y[levels].exp()[:, :, None, None]
+        gain_z = self.log_gain_z[levels].exp()[:, :, None, None]
+        y = self.g_a(latent)
+        z_g_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(y) * gain_z)
+        means, scales = self._raw_params(z_g_hat / gain_z, gain_y)
+        y_g = y * gain_y
+        _, y_likelihoods = self.gaussian_conditional(y_g, scales, means=means)
+        y_g_hat = ste_round(y_g - means) + means
+        return self.g_s(y_g_hat / gain_y), y_likelihoods, z_likelihoods
+
+    def _raw_params(self, z_hat: Tensor, gain_y: Tensor) -> tuple[Tensor, Tensor]:
+        means, scales = self.h_s(z_hat).chunk(2, dim=1)
+        return means * gain_y, F.softplus(scales) * gain_y
+
+    # -- coding (inference) ---------------------------------------------------------
+    def prepare_tables(self) -> None:
+        """Compute the integer CDF tables from the (final, rounded) weights."""
+        self.entropy_bottleneck.update(force=True)
+        self.gaussian_conditional.update_scale_table(scale_table(), force=True)
+
+    def analyse(self, latent: Tensor, level: int) -> tuple[Tensor, Tensor]:
+        """Encoder side: latent (1,C,h,w) -> (y (1,M,h/2,w/2), z_symbols (1,Z,h/8,w/8) int32)."""
+        y = self.g_a(latent)
+        gain_z = self.log_gain_z[level].exp()[None, :, None, None]
+        medians = self.entropy_bottleneck._get_medians()  # (Z,1,1)
+        z_symbols = torch.round(self.h_a(y) * gain_z - medians).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+        return y, z_symbols.to(torch.int32)
+
+    def hyper_params(self, z_symbols: Tensor, level: int) -> HyperParams:
+        """Both sides: z_symbols (1,Z,h,w) int32 -> y's entropy parameters and table indexes."""
+        gain_y = self.log_gain_y[level].exp()[None, :, None, None]
+        gain_z = self.log_gain_z[level].exp()[None, :, None, None]
+        medians = self.entropy_bottleneck._get_medians()
+        z_hat = (z_symbols.to(torch.float32) + medians) / gain_z
+        means, scales = self._raw_params(z_hat, gain_y)
+        # A crafted file can push h_s to inf/nan; keep the arithmetic finite.
+        means = torch.nan_to_num(means, nan=0.0, posinf=0.0, neginf=0.0)
+        scales = torch.nan_to_num(scales, nan=SCALE_MAX, posinf=SCALE_MAX, neginf=SCALE_MIN)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        return HyperParams(means=means, scales=scales, indexes=indexes)
+
+    def y_symbols(self, y: Tensor, params: HyperParams, level: int) -> Tensor:
+        """Encoder side: y (1,M,h,w) -> integer symbols round(y * gain - mean), int32."""
+        gain_y = self.log_gain_y[level].exp()[None, :, None, None]
+        symbols = torch.round(y * gain_y - params.means).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+        return symbols.to(torch.int32)
+
+    def synthesise(self, y_symbols: Tensor, params: HyperParams, level: int) -> Tensor:
+        """Both sides: y_symbols (1,M,h,w) int32 -> latent_hat (1,C,2h,2w)."""
+        gain_y = self.log_gain_y[level].exp()[None, :, None, None]
+        y_hat = (y_symbols.to(torch.float32) + params.means) / gain_y
+        return self.g_s(y_hat)
+
+    def z_tables(self) -> CdfTables:
+        eb = self.entropy_bottleneck
+        return CdfTables.from_buffers(eb._quantized_cdf, eb._cdf_length, eb._offset)
+
+    def y_tables(self) -> CdfTables:
+        gc = self.gaussian_conditional
+        return CdfTables.from_buffers(gc._quantized_cdf, gc._cdf_length, gc._offset)

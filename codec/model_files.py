@@ -1,0 +1,114 @@
+"""Weight files: safetensors (never pickle) with the model config in its metadata.
+
+A weight file holds the autoencoder and the compressor side by side
+(`autoencoder.*`, `compressor.*`), learned parameters in float16, and the
+entropy coder's integer CDF tables exactly as computed from those float16
+values. Its model id, written into every `.dpc` file, is derived from a hash
+of the file's bytes, so a file made with other weights is recognised.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save_file
+
+from .autoencoder import AutoencoderConfig, LatentAutoencoder
+from .compressor import CompressorConfig, HyperpriorCompressor
+from .errors import ModelFileError
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "dpc-v1.safetensors"
+FORMAT_TAG = "dpcodec-weights-1"
+# Buffers whose shape is only known once the tables are computed.
+_TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+@dataclass
+class ModelBundle:
+    autoencoder: LatentAutoencoder
+    compressor: HyperpriorCompressor
+    model_id: int  # 16-bit id written into .dpc headers
+    sha256: str  # of the weight file's bytes
+    info: dict = field(default_factory=dict)  # free-form metadata (training run, lambdas)
+
+
+def model_id_from_sha256(digest: str) -> int:
+    return int(digest[:4], 16)
+
+
+def round_to_half(*modules: torch.nn.Module) -> None:
+    """Round learned parameters to float16 precision in place (kept as float32)."""
+    with torch.no_grad():
+        for module in modules:
+            for p in module.parameters():
+                p.copy_(p.half().float())
+
+
+def save_model(path: Path, autoencoder: LatentAutoencoder, compressor: HyperpriorCompressor, info: dict) -> str:
+    """Round to float16, compute the CDF tables, write safetensors; return its sha256."""
+    round_to_half(autoencoder, compressor)
+    compressor.prepare_tables()
+    tensors = {}
+    for prefix, module in (("autoencoder", autoencoder), ("compressor", compressor)):
+        params = {name for name, _ in module.named_parameters()}
+        for name, tensor in module.state_dict().items():
+            t = tensor.detach().cpu().contiguous()
+            tensors[f"{prefix}.{name}"] = t.half() if name in params else t
+    metadata = {
+        "format": FORMAT_TAG,
+        "autoencoder": json.dumps(asdict(autoencoder.cfg)),
+        "compressor": json.dumps(asdict(compressor.cfg)),
+        "info": json.dumps(info),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_model(path: Path | str | None = None) -> ModelBundle:
+    """Load a weight file; raises ModelFileError with a one-line reason if it is unusable."""
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
+    try:
+        tensors = load_safetensors_bytes(raw)
+        metadata = _metadata(raw)
+        if metadata.get("format") != FORMAT_TAG:
+            raise ValueError("not a dpcodec weight file")
+        ae_cfg = json.loads(metadata["autoencoder"])
+        ae_cfg["widths"] = tuple(ae_cfg["widths"])
+        autoencoder = LatentAutoencoder(AutoencoderConfig(**ae_cfg))
+        compressor = HyperpriorCompressor(CompressorConfig(**json.loads(metadata["compressor"])))
+        for prefix, module in (("autoencoder", autoencoder), ("compressor", compressor)):
+            state = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            _resize_table_buffers(module, state)
+            state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
+            module.load_state_dict(state, strict=True)
+            module.eval().requires_grad_(False)
+        info = json.loads(metadata.get("info", "{}"))
+    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFileError(f"unusable weight file {path}: {reason}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    return ModelBundle(autoencoder, compressor, model_id_from_sha256(digest), digest, info)
+
+
+def _metadata(raw: bytes) -> dict:
+    header_len = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8 : 8 + header_len]).get("__metadata__", {})
+
+
+def _resize_table_buffers(module: torch.nn.Module, state: dict) -> None:
+    for name, tensor in state.items():
+        owner, _, attr = name.rpartition(".")
+        if attr in _TABLE_BUFFERS:
+            module.get_submodule(owner).register_buffer(attr, torch.empty_like(tensor))

@@ -1,0 +1,1 @@
+"""Evaluation tools: metrics and classical baselines. Uses only the public `codec` API."""

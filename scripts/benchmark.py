@@ -1,0 +1,81 @@
+"""Compress/decompress time for one image on this machine (a benchmark, not a test).
+
+    python scripts/benchmark.py ../shared/data/kodak/kodim23.png --repeats 5
+
+Reports the median in-process time of Codec.compress and Codec.decompress
+after a warm-up, the one-off model load, and the wall time of the `dpc`
+commands (which add Python and torch start-up) for the same image.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from codec import DEFAULT_QUALITY, Codec, load_image  # noqa: E402
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    fn()  # warm-up: first calls pay for allocator and kernel selection
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("image", type=Path)
+    ap.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-cli", action="store_true", help="skip timing the dpc commands")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    codec = Codec.load()
+    load_s = time.perf_counter() - t0
+    image = load_image(args.image)
+    enc_s, data = timed(lambda: codec.compress(image, args.quality), args.repeats)
+    dec_s, _ = timed(lambda: codec.decompress(data), args.repeats)
+
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(f"image: {args.image.name} {image.width}x{image.height}, quality {args.quality}, {len(data)} bytes")
+    print(f"model load: {load_s:.2f} s")
+    print(f"compress (median of {args.repeats}):   {enc_s:.3f} s")
+    print(f"decompress (median of {args.repeats}): {dec_s:.3f} s")
+    if not args.no_cli:
+        with tempfile.TemporaryDirectory() as tmp:
+            dpc = [sys.executable, "-m", "codec.cli"]
+            for name, cmd in (
+                ("dpc compress", [*dpc, "compress", str(args.image), "-o", f"{tmp}/a.dpc", "-q", str(args.quality)]),
+                ("dpc decompress", [*dpc, "decompress", f"{tmp}/a.dpc", "-o", f"{tmp}/a.png"]),
+            ):
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True)
+                print(f"{name} (whole command, incl. start-up): {time.perf_counter() - t0:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

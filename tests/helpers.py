@@ -1,0 +1,62 @@
+"""Small helpers shared by the test modules (import as `from helpers import ...`)."""
+
+import binascii
+import io
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def with_crc(data: bytes) -> bytes:
+    """Recompute a .dpc file's trailer CRC (CRC-16/CCITT-FALSE, little-endian, last 2 bytes)."""
+    body = bytes(data[:-2])
+    return body + struct.pack("<H", binascii.crc_hqx(body, 0xFFFF))
+
+
+def flip_bit(data: bytes, bit: int) -> bytes:
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
+
+
+def tree(folder: Path) -> set[str]:
+    """Every entry below `folder` (files, folders, hidden `.part` temp files), as relative paths."""
+    folder = Path(folder)
+    out = set()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            out.add(os.path.relpath(os.path.join(root, name), folder))
+    return out
+
+
+def encode(image: Image.Image, fmt: str, **save_args) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **save_args)
+    return buf.getvalue()
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    x = np.asarray(a.convert("RGB"), dtype=np.float64)
+    y = np.asarray(b.convert("RGB"), dtype=np.float64)
+    mse = np.mean((x - y) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def make_smooth(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:
+    """Smooth colour gradients plus a little low-amplitude texture (a photo-like test image)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    w, h = max(width - 1, 1), max(height - 1, 1)
+    rgb = np.stack([40 + 180 * xx / w, 30 + 190 * yy / h, 120 + 60 * np.sin(2 * np.pi * (xx / w + yy / h))], -1)
+    rgb += np.random.default_rng(seed).normal(0, 3, rgb.shape)
+    return Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8), "RGB")
+
+
+def make_textured(width: int = 128, height: int = 96) -> Image.Image:
+    """A real photo (scikit-image's bundled astronaut), downscaled: edges, texture, a face."""
+    from skimage import data, transform
+
+    small = transform.resize(data.astronaut(), (height, width), anti_aliasing=True)
+    return Image.fromarray(np.round(small * 255).astype(np.uint8), "RGB")

@@ -1,0 +1,342 @@
+"""Bad input is refused, never crashes, never leaves files behind.
+
+API: every refusal is a CodecError subclass (the specific one where it matters).
+CLI: a one-line `dpc: error: ...` on stderr, the subclass's exit code, no traceback,
+and nothing written: no output file, no hidden `.part` temp file.
+"""
+
+import os
+import struct
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+from helpers import encode, flip_bit, make_smooth, tree, with_crc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bitstream import Container, Header, read_container, write_container
+from codec import (
+    BitstreamError,
+    CodecError,
+    DecoderDesyncError,
+    ImageReadError,
+    ImageTooLargeError,
+    ModelMismatchError,
+    UnsupportedVersionError,
+    load_image,
+)
+
+VERSION_BYTE = 2  # offset of the version byte (after the 2-byte magic)
+MODEL_ID = slice(3, 5)  # little-endian 16-bit model id
+
+
+# -- forged files ---------------------------------------------------------------------------
+def other_weights_file(data: bytes) -> bytes:
+    """A sound file whose header names other weights: model id changed, CRC recomputed."""
+    (model_id,) = struct.unpack("<H", data[MODEL_ID])
+    return with_crc(data[:3] + struct.pack("<H", model_id ^ 0x5A5A) + data[5:])
+
+
+def huge_header_file(data: bytes) -> bytes:
+    """The same payload under a header claiming a 10**6 x 10**6 image (valid CRC)."""
+    c = read_container(data)
+    h = c.header
+    return write_container(Container(Header(10**6, 10**6, h.quality, h.model_id), c.z_data, c.y_data, c.symbol_check))
+
+
+def version_file(data: bytes, version: int = 2) -> bytes:
+    return with_crc(data[:VERSION_BYTE] + bytes([version]) + data[VERSION_BYTE + 1 :])
+
+
+def desync_file(data: bytes) -> bytes:
+    """Symbol check altered and CRC recomputed: container sound, decoded symbols fail the check."""
+    (check,) = struct.unpack("<H", data[-4:-2])
+    return with_crc(data[:-4] + struct.pack("<H", check ^ 1) + data[-2:])
+
+
+# -- API --------------------------------------------------------------------------------------
+def test_every_truncation_of_a_real_file_is_a_bitstream_error(codec, small_dpc):
+    for cut in range(len(small_dpc)):
+        with pytest.raises(BitstreamError):
+            codec.decompress(small_dpc[:cut])
+
+
+def test_every_single_bit_flip_anywhere_in_a_real_file_is_rejected(codec, small_dpc):
+    """CRC-16 catches all 1-bit errors: header, both coded sections, symbol check and trailer."""
+    for bit in range(8 * len(small_dpc)):
+        with pytest.raises(BitstreamError):
+            codec.decompress(flip_bit(small_dpc, bit))
+
+
+def test_a_zero_byte_file_is_a_bitstream_error(codec):
+    with pytest.raises(BitstreamError):
+        codec.decompress(b"")
+
+
+def test_wrong_magic_is_a_bitstream_error(codec, small_dpc):
+    with pytest.raises(BitstreamError, match="magic"):
+        codec.decompress(b"PK" + small_dpc[2:])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_are_a_bitstream_error(codec, data):
+    with pytest.raises(BitstreamError):
+        codec.decompress(data)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(min_size=0, max_size=200))
+def test_random_bytes_behind_a_valid_magic_and_version_are_a_bitstream_error(codec, tail):
+    with pytest.raises(BitstreamError):
+        codec.decompress(b"DP\x01" + tail)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(z=st.binary(max_size=40), y=st.binary(max_size=200))
+def test_random_coded_sections_in_a_sound_container_are_a_bitstream_error(codec, small_dpc, z, y):
+    """Valid header and CRC around garbage: the entropy decoder or the symbol check refuses it."""
+    c = read_container(small_dpc)
+    forged = write_container(Container(c.header, z, y, c.symbol_check))
+    with pytest.raises(BitstreamError):
+        codec.decompress(forged)
+
+
+def test_a_file_from_other_weights_is_a_model_mismatch_not_a_crc_error(codec, small_dpc):
+    with pytest.raises(ModelMismatchError, match="other model weights"):
+        codec.decompress(other_weights_file(small_dpc))
+
+
+def test_a_header_claiming_10_6_by_10_6_pixels_is_refused_quickly_without_allocating(codec, small_dpc):
+    data = huge_header_file(small_dpc)
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ImageTooLargeError):
+            codec.decompress(data)
+        with pytest.raises(ImageTooLargeError):
+            codec.read_header(data)
+        elapsed = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 0.5
+    assert peak < 1 << 20  # far below even one float per claimed pixel
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_an_unsupported_version_byte_is_an_unsupported_version_error(codec, small_dpc, version):
+    with pytest.raises(UnsupportedVersionError, match=str(version)):
+        codec.decompress(version_file(small_dpc, version))
+
+
+def test_a_symbol_check_mismatch_is_a_decoder_desync_error(codec, small_dpc):
+    with pytest.raises(DecoderDesyncError):
+        codec.decompress(desync_file(small_dpc))
+
+
+@pytest.mark.parametrize("quality", [7, 127])
+def test_a_header_quality_the_weights_do_not_have_is_a_bitstream_error(codec, small_dpc, quality):
+    c = read_container(small_dpc)
+    h = c.header
+    forged = write_container(Container(Header(h.width, h.height, quality, h.model_id), c.z_data, c.y_data, 0))
+    with pytest.raises(BitstreamError, match="quality"):
+        codec.decompress(forged)
+
+
+def test_load_image_refuses_a_text_file_named_png(tmp_path):
+    path = tmp_path / "x.png"
+    path.write_text("this is not an image\n")
+    with pytest.raises(ImageReadError):
+        load_image(path)
+
+
+def test_load_image_refuses_a_zero_byte_file(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match="empty"):
+        load_image(tmp_path / "empty.png")
+
+
+def test_load_image_refuses_a_truncated_png(tmp_path):
+    data = encode(make_smooth(64, 64), "PNG")
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError):
+        load_image(tmp_path / "cut.png")
+
+
+def test_load_image_refuses_a_missing_path(tmp_path):
+    with pytest.raises(ImageReadError):
+        load_image(tmp_path / "missing.png")
+
+
+def test_load_image_refuses_a_folder(tmp_path):
+    with pytest.raises(ImageReadError, match="folder"):
+        load_image(tmp_path)
+
+
+def test_load_image_refuses_an_image_over_the_pixel_limit(tmp_path):
+    (tmp_path / "big.png").write_bytes(encode(make_smooth(64, 64), "PNG"))
+    with pytest.raises(ImageTooLargeError):
+        load_image(tmp_path / "big.png", max_pixels=64 * 64 - 1)
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+def _bad_dpc(make):
+    """Case builder: write make(real_file) as in/x.dpc and decompress it into out/."""
+
+    def build(tmp_path, small_dpc):
+        (tmp_path / "in" / "x.dpc").write_bytes(make(small_dpc))
+        return ["decompress", tmp_path / "in" / "x.dpc", "-o", tmp_path / "out" / "x.png"]
+
+    return build
+
+
+def _bad_image(content: bytes | None, *extra):
+    """Case builder: write content as in/x.png (None: no file at all) and compress it into out/."""
+
+    def build(tmp_path, small_dpc):
+        if content is not None:
+            (tmp_path / "in" / "x.png").write_bytes(content)
+        return ["compress", tmp_path / "in" / "x.png", "-o", tmp_path / "out" / "x.dpc", *extra]
+
+    return build
+
+
+def _info_on(content):
+    """Case builder: write content (bytes, or a function of the real file) as in/x.dpc and run info."""
+
+    def build(tmp_path, small_dpc):
+        (tmp_path / "in" / "x.dpc").write_bytes(content(small_dpc) if callable(content) else content)
+        return ["info", tmp_path / "in" / "x.dpc"]
+
+    return build
+
+
+GOOD_PNG = encode(make_smooth(32, 24), "PNG")
+
+CLI_CASES = {
+    "truncated to 1 byte": (_bad_dpc(lambda d: d[:1]), BitstreamError),
+    "truncated to 9 bytes": (_bad_dpc(lambda d: d[:9]), BitstreamError),
+    "truncated to half": (_bad_dpc(lambda d: d[: len(d) // 2]), BitstreamError),
+    "last byte missing": (_bad_dpc(lambda d: d[:-1]), BitstreamError),
+    "random bytes": (_bad_dpc(lambda d: np.random.default_rng(7).bytes(len(d))), BitstreamError),
+    "wrong magic": (_bad_dpc(lambda d: b"PK" + d[2:]), BitstreamError),
+    "bit flipped in model id": (_bad_dpc(lambda d: flip_bit(d, 8 * 3 + 1)), BitstreamError),
+    "bit flipped in z section": (_bad_dpc(lambda d: flip_bit(d, 8 * 10 + 5)), BitstreamError),
+    "bit flipped mid y section": (_bad_dpc(lambda d: flip_bit(d, 4 * len(d))), BitstreamError),
+    "bit flipped in crc": (_bad_dpc(lambda d: flip_bit(d, 8 * len(d) - 1)), BitstreamError),
+    "file from other weights": (_bad_dpc(other_weights_file), ModelMismatchError),
+    "header claims 10^6 x 10^6": (_bad_dpc(huge_header_file), ImageTooLargeError),
+    "unsupported version": (_bad_dpc(version_file), UnsupportedVersionError),
+    "symbol check mismatch": (_bad_dpc(desync_file), DecoderDesyncError),
+    "zero-byte .dpc": (_bad_dpc(lambda d: b""), BitstreamError),
+    "missing .dpc": (
+        lambda tmp_path, d: ["decompress", tmp_path / "in" / "nope.dpc", "-o", tmp_path / "out" / "x.png"],
+        BitstreamError,
+    ),
+    "info on a folder": (lambda tmp_path, d: ["info", tmp_path / "in"], BitstreamError),
+    "info on zeros": (_info_on(b"\x00" * 40), BitstreamError),
+    "info on a huge header": (_info_on(huge_header_file), ImageTooLargeError),
+    "text file named x.png": (_bad_image(b"hello, I am text\n"), ImageReadError),
+    "zero-byte x.png": (_bad_image(b""), ImageReadError),
+    "truncated png": (_bad_image(GOOD_PNG[: len(GOOD_PNG) // 2]), ImageReadError),
+    "missing image": (_bad_image(None), ImageReadError),
+    "quality 0": (_bad_image(GOOD_PNG, "-q", "0"), CodecError),
+    "quality 7": (_bad_image(GOOD_PNG, "--quality", "7"), CodecError),
+}
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=list(CLI_CASES))
+def test_cli_refuses_bad_input_with_one_line_and_its_exit_code_and_writes_nothing(dpc, tmp_path, small_dpc, case):
+    build, error = CLI_CASES[case]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    argv = build(tmp_path, small_dpc)
+    inputs_before = {p: (tmp_path / "in" / p).stat().st_mtime_ns for p in tree(tmp_path / "in")}
+
+    result = dpc(*argv)
+
+    assert result.code == error.exit_code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dpc: error: "), result.err
+    assert "Traceback" not in result.err and "internal error" not in result.err
+    assert result.out == ""
+    assert tree(tmp_path / "out") == set()  # no output, no hidden .part file
+    assert {p: (tmp_path / "in" / p).stat().st_mtime_ns for p in tree(tmp_path / "in")} == inputs_before
+
+
+def test_exit_codes_tell_the_failures_apart():
+    """Scripts rely on distinct codes per CodecError subclass (1 = generic, 2 = usage)."""
+    codes = [
+        e.exit_code
+        for e in (
+            CodecError,
+            ImageReadError,
+            ImageTooLargeError,
+            BitstreamError,
+            UnsupportedVersionError,
+            ModelMismatchError,
+            DecoderDesyncError,
+        )
+    ]
+    assert len(set(codes)) == len(codes)
+    assert 2 not in codes and 0 not in codes
+
+
+@pytest.mark.parametrize("quality", ["abc", "2.5", ""])
+def test_a_non_integer_quality_is_an_argparse_usage_error_with_exit_2(dpc, tmp_path, capsys, quality):
+    (tmp_path / "x.png").write_bytes(GOOD_PNG)
+    with pytest.raises(SystemExit) as exc:
+        dpc("compress", tmp_path / "x.png", "-q", quality)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid int value" in err and "Traceback" not in err
+    assert tree(tmp_path) == {"x.png"}
+
+
+def test_a_bad_quality_in_folder_mode_touches_no_file(dpc, tmp_path):
+    """--quality is validated before any file is touched: not even the output folder is created."""
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.png").write_bytes(GOOD_PNG)
+    (tmp_path / "pics" / "b.png").write_bytes(GOOD_PNG)
+
+    result = dpc("compress", tmp_path / "pics", "-o", tmp_path / "packed", "-q", "7")
+
+    assert result.code == CodecError.exit_code
+    assert "quality" in result.err
+    assert tree(tmp_path) == {"pics", "pics/a.png", "pics/b.png"}
+
+
+# -- real processes -------------------------------------------------------------------------
+def _run_dpc_process(*args, cwd):
+    env = {k: v for k, v in os.environ.items() if k != "DPC_DEBUG"}  # as a user runs it: no tracebacks asked for
+    return subprocess.run(
+        [sys.executable, "-m", "codec.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_a_real_dpc_process_refuses_a_file_from_other_weights_cleanly(tmp_path, small_dpc):
+    (tmp_path / "x.dpc").write_bytes(other_weights_file(small_dpc))
+    proc = _run_dpc_process("decompress", "x.dpc", "-o", "x.png", cwd=tmp_path)
+    assert proc.returncode == ModelMismatchError.exit_code == 7
+    assert proc.stderr.startswith("dpc: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tree(tmp_path) == {"x.dpc"}
+
+
+def test_a_real_dpc_process_refuses_a_text_file_named_png_cleanly(tmp_path):
+    (tmp_path / "x.png").write_text("not a picture")
+    proc = _run_dpc_process("compress", "x.png", cwd=tmp_path)
+    assert proc.returncode == ImageReadError.exit_code == 3
+    assert proc.stderr.startswith("dpc: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tree(tmp_path) == {"x.png"}

@@ -1,0 +1,214 @@
+"""The `dpc` command line end to end (codec/cli.py): compress -> decompress -> info, default
+output names, --force, folder mode, and atomic writes."""
+
+import errno
+import os
+import re
+
+import numpy as np
+import pytest
+from helpers import make_smooth, make_textured, psnr, tree
+from PIL import Image
+
+from codec import CodecError, ImageReadError, OutputExistsError
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """A small JPEG photo in its own folder."""
+    path = tmp_path / "photo.jpg"
+    make_textured(80, 56).save(path, quality=92)
+    return path
+
+
+def test_compress_decompress_info_end_to_end_with_default_outputs_beside_the_input(dpc, photo):
+    folder = photo.parent
+    r = dpc("compress", photo, "--quality", "5")
+    assert r.code == 0, r.err
+    assert tree(folder) == {"photo.jpg", "photo.dpc"}
+
+    r = dpc("decompress", folder / "photo.dpc")
+    assert r.code == 0, r.err
+    assert tree(folder) == {"photo.jpg", "photo.dpc", "photo.png"}
+    decoded = Image.open(folder / "photo.png")
+    assert decoded.format == "PNG" and decoded.mode == "RGB" and decoded.size == (80, 56)
+    assert psnr(decoded, Image.open(photo)) > 20
+
+    r = dpc("info", folder / "photo.dpc")
+    assert r.code == 0, r.err
+    assert re.search(r"^quality:\s+5$", r.out, re.M), r.out
+    assert re.search(r"^size:\s+80x56$", r.out, re.M), r.out
+    nbytes = (folder / "photo.dpc").stat().st_size
+    bpp = re.search(r"^bpp:\s+([0-9.]+)$", r.out, re.M).group(1)
+    assert bpp == f"{nbytes * 8 / (80 * 56):.4f}"
+    assert re.search(rf"^bytes:\s+{nbytes}\b", r.out, re.M), r.out
+
+
+def test_the_cli_writes_the_same_bytes_as_the_api(dpc, codec, photo):
+    from codec import load_image
+
+    assert dpc("compress", photo, "-q", "2").code == 0
+    assert photo.with_suffix(".dpc").read_bytes() == codec.compress(load_image(photo), 2)
+
+
+def test_default_quality_is_3(dpc, photo):
+    assert dpc("compress", photo).code == 0
+    assert re.search(r"^quality:\s+3$", dpc("info", photo.with_suffix(".dpc")).out, re.M)
+
+
+def test_an_explicit_output_path_is_used(dpc, photo, tmp_path):
+    out = tmp_path / "elsewhere" / "named.dpc"
+    out.parent.mkdir()
+    assert dpc("compress", photo, "-o", out).code == 0
+    assert out.is_file() and not photo.with_suffix(".dpc").exists()
+    assert dpc("decompress", out, "-o", tmp_path / "back.png").code == 0
+    assert Image.open(tmp_path / "back.png").size == (80, 56)
+
+
+def test_an_existing_output_is_not_overwritten_without_force(dpc, photo):
+    target = photo.with_suffix(".dpc")
+    target.write_bytes(b"precious")
+    r = dpc("compress", photo)
+    assert r.code == OutputExistsError.exit_code == 9
+    assert r.err.startswith("dpc: error: ") and "--force" in r.err and r.err.count("\n") == 1
+    assert target.read_bytes() == b"precious"
+    assert tree(photo.parent) == {"photo.jpg", "photo.dpc"}  # no stray temp file either
+
+
+def test_force_overwrites_an_existing_output(dpc, photo):
+    target = photo.with_suffix(".dpc")
+    target.write_bytes(b"old")
+    r = dpc("compress", photo, "--force", "-q", "1")
+    assert r.code == 0, r.err
+    assert target.read_bytes()[:2] == b"DP"
+    low = target.read_bytes()
+    assert dpc("compress", photo, "-f", "-q", "6").code == 0
+    assert len(target.read_bytes()) > len(low)
+    assert tree(photo.parent) == {"photo.jpg", "photo.dpc"}
+
+
+def test_decompress_refuses_to_overwrite_without_force_and_overwrites_with_it(dpc, photo):
+    assert dpc("compress", photo).code == 0
+    png = photo.with_suffix(".png")
+    png.write_bytes(b"keep me")
+    r = dpc("decompress", photo.with_suffix(".dpc"))
+    assert r.code == OutputExistsError.exit_code
+    assert png.read_bytes() == b"keep me"
+    assert dpc("decompress", photo.with_suffix(".dpc"), "--force").code == 0
+    assert Image.open(png).size == (80, 56)
+
+
+def test_an_output_path_that_is_a_folder_is_refused_even_with_force(dpc, photo, tmp_path):
+    target = tmp_path / "a_folder"
+    target.mkdir()
+    for extra in ([], ["--force"]):
+        r = dpc("compress", photo, "-o", target, *extra)
+        assert r.code == OutputExistsError.exit_code, r.err
+        assert tree(target) == set()
+
+
+def _three_images(folder):
+    folder.mkdir()
+    sizes = {"a": (40, 24), "b": (17, 31), "c": (64, 64)}
+    make_smooth(*sizes["a"]).save(folder / "a.png")
+    make_textured(*sizes["b"]).save(folder / "b.jpg", quality=90)
+    make_smooth(*sizes["c"], seed=3).convert("L").save(folder / "c.webp", lossless=True)
+    (folder / "notes.txt").write_text("not an image, and not an image suffix: ignored")
+    return sizes
+
+
+def test_folder_mode_compresses_and_decompresses_every_image_keeping_stems(dpc, tmp_path):
+    sizes = _three_images(tmp_path / "pics")
+
+    r = dpc("compress", tmp_path / "pics", "-o", tmp_path / "packed")
+    assert r.code == 0, r.err
+    assert tree(tmp_path / "packed") == {"a.dpc", "b.dpc", "c.dpc"}
+    assert "3 ok, 0 failed" in r.err
+
+    r = dpc("decompress", tmp_path / "packed", "-o", tmp_path / "unpacked")
+    assert r.code == 0, r.err
+    assert tree(tmp_path / "unpacked") == {"a.png", "b.png", "c.png"}
+    for stem, size in sizes.items():
+        im = Image.open(tmp_path / "unpacked" / f"{stem}.png")
+        assert im.size == size and im.mode == "RGB"
+
+
+def test_folder_mode_without_o_writes_beside_the_inputs(dpc, tmp_path):
+    _three_images(tmp_path / "pics")
+    assert dpc("compress", tmp_path / "pics", "-q", "1").code == 0
+    assert {"a.dpc", "b.dpc", "c.dpc"} <= tree(tmp_path / "pics")
+
+
+def test_folder_mode_writes_the_good_files_and_reports_the_bad_one(dpc, tmp_path):
+    _three_images(tmp_path / "pics")
+    (tmp_path / "pics" / "broken.png").write_text("I am not a PNG")
+
+    r = dpc("compress", tmp_path / "pics", "-o", tmp_path / "packed")
+
+    assert r.code == ImageReadError.exit_code
+    assert tree(tmp_path / "packed") == {"a.dpc", "b.dpc", "c.dpc"}
+    assert "broken.png" in r.err
+    assert r.err.strip().splitlines()[-1] == "dpc: compress: 3 ok, 1 failed"
+    assert "Traceback" not in r.err
+
+
+def test_folder_mode_with_nothing_to_do_is_an_error(dpc, tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = dpc("decompress", tmp_path / "empty", "-o", tmp_path / "out")
+    assert r.code == CodecError.exit_code and r.err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_folder_mode_refuses_an_output_that_is_a_file(dpc, tmp_path):
+    _three_images(tmp_path / "pics")
+    (tmp_path / "out.dpc").write_bytes(b"x")
+    r = dpc("compress", tmp_path / "pics", "-o", tmp_path / "out.dpc")
+    assert r.code == CodecError.exit_code
+    assert (tmp_path / "out.dpc").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize(
+    "failure, exit_code",
+    [(OSError(errno.ENOSPC, "No space left on device"), CodecError.exit_code), (KeyboardInterrupt(), 130)],
+    ids=["disk full", "ctrl-c"],
+)
+def test_a_write_that_fails_midway_leaves_no_file_and_no_temp_file(dpc, photo, monkeypatch, failure, exit_code):
+    """Outputs are written to a hidden temp file and renamed: a failure leaves nothing behind."""
+
+    def fail(fd):
+        raise failure
+
+    monkeypatch.setattr(os, "fsync", fail)
+    r = dpc("compress", photo)
+    assert r.code == exit_code
+    assert r.err.count("\n") == 1 and r.err.startswith("dpc: ")
+    assert tree(photo.parent) == {"photo.jpg"}
+
+
+def test_decompressed_png_pixels_match_the_api(dpc, codec, photo):
+    assert dpc("compress", photo).code == 0
+    data = photo.with_suffix(".dpc").read_bytes()
+    assert dpc("decompress", photo.with_suffix(".dpc")).code == 0
+    assert np.array_equal(np.asarray(Image.open(photo.with_suffix(".png"))), np.asarray(codec.decompress(data)))
+
+
+def test_an_unusable_weights_option_is_a_model_file_error(dpc, photo, tmp_path):
+    from codec import ModelFileError
+
+    r = dpc("compress", photo, "--weights", tmp_path / "missing.safetensors")
+    assert r.code == ModelFileError.exit_code == 10
+    assert r.err.startswith("dpc: error: ") and r.err.count("\n") == 1
+    assert tree(photo.parent) == {"photo.jpg"}
+
+
+def test_folder_inputs_sharing_a_stem_never_silently_replace_each_others_output(dpc, tmp_path):
+    """a.jpg and a.png both map to OUT/a.dpc. Whatever the policy (refuse, or rename), a run must
+    not report both as compressed while only one output survives, not even with --force."""
+    (tmp_path / "pics").mkdir()
+    make_smooth(32, 32, seed=1).save(tmp_path / "pics" / "a.jpg")
+    make_smooth(32, 32, seed=2).save(tmp_path / "pics" / "a.png")
+
+    r = dpc("compress", tmp_path / "pics", "-o", tmp_path / "packed", "--force")
+
+    outputs = tree(tmp_path / "packed")
+    assert r.code != 0 or len(outputs) == 2, (r.code, outputs, r.err.strip().splitlines()[-1])
