@@ -19,7 +19,7 @@ import binascii
 import struct
 from dataclasses import dataclass
 
-from codec.errors import BitstreamError, ImageTooLargeError, UnsupportedVersionError
+from .errors import BitstreamError, ImageTooLargeError, UnsupportedVersionError
 
 MAGIC = b"DP"
 FORMAT_VERSION = 1
@@ -35,7 +35,9 @@ _MIN_SIZE = len(MAGIC) + 1 + 2 + 1 + 1 + 1 + 1 + _TRAILER
 class BitstreamLimits:
     """Bounds a decoder enforces before allocating (decompression-bomb guard)."""
 
-    max_pixels: int = 1 << 27  # 134 Mpx, e.g. 16384 x 8192
+    # 67 Mpx, e.g. 8192 x 8192. Decoding work and memory follow the size a header
+    # claims (docs/reliability.md): services decoding untrusted files may want less.
+    max_pixels: int = 1 << 26
     max_side: int = 1 << 16
 
 

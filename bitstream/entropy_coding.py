@@ -20,7 +20,7 @@ from hashlib import blake2b
 import constriction
 import numpy as np
 
-from codec.errors import BitstreamError
+from .errors import BitstreamError
 
 PRECISION = 16  # CompressAI's CDF precision (bits)
 _MODELS = constriction.stream.model

@@ -13,6 +13,7 @@ Data flow (see codec/autoencoder.py and codec/compressor.py for the stages):
           -> latent_hat -> D -> crop -> image
 """
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,11 @@ class Codec:
         self.limits = limits or BitstreamLimits()
         self.autoencoder = bundle.autoencoder.to(self.device)
         self.compressor = bundle.compressor.to(self.device)
+        # The entropy parameters decide how every y symbol is decoded, so encoder and
+        # decoder must derive the same table indexes from z. They are computed on the
+        # CPU in float64 whatever `device` is: a GPU's convolutions (TF32 by default)
+        # round differently from a CPU's and would make files undecodable elsewhere.
+        self._entropy_parameters = copy.deepcopy(bundle.compressor).to("cpu", torch.float64)
         self._z_tables = self.compressor.z_tables()
         self._y_tables = self.compressor.y_tables()
 
@@ -87,7 +93,12 @@ class Codec:
         y_data = encode_symbols(symbols.y, params.indexes.cpu().numpy(), self._y_tables)
         header = Header(width=image.width, height=image.height, quality=quality, model_id=self.model_id)
         return write_container(
-            Container(header=header, z_data=z_data, y_data=y_data, symbol_check=symbol_check(symbols.z, symbols.y))
+            Container(
+                header=header,
+                z_data=z_data,
+                y_data=y_data,
+                symbol_check=symbol_check(symbols.z, symbols.y, *params.check_arrays()),
+            )
         )
 
     @torch.inference_mode()
@@ -102,7 +113,7 @@ class Codec:
         x = F.pad(x, (0, -w % PAD_MULTIPLE, 0, -h % PAD_MULTIPLE), mode="replicate")
         latent = self.autoencoder.encode(x)
         y, z_symbols = self.compressor.analyse(latent, level)
-        params = self.compressor.hyper_params(z_symbols, level)
+        params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
         y_symbols = self.compressor.y_symbols(y, params, level)
         return Symbols(z=z_symbols.cpu().numpy(), y=y_symbols.cpu().numpy()), params
 
@@ -126,6 +137,13 @@ class Codec:
         return header, self.compressor.synthesise(y, params, header.quality - 1)
 
     @torch.inference_mode()
+    def quantized_latent(self, data: bytes) -> torch.Tensor:
+        """Bytes -> the entropy decoder's latent y_hat = symbols + means (1, M, H/16, W/16),
+        float64, in the gained domain: bit-identical on every device, or an error."""
+        header, symbols, params = self._decode(data)
+        return self.compressor.quantized_latent(torch.from_numpy(symbols.y), params)
+
+    @torch.inference_mode()
     def decode_symbols(self, data: bytes) -> tuple[Header, Symbols]:
         """Bytes -> (header, symbols), checked against the container's symbol check."""
         header, symbols, _ = self._decode(data)
@@ -144,9 +162,9 @@ class Codec:
         level = self._level(header.quality, error=BitstreamError)
         z_shape = self._z_shape(header)
         z = decode_symbols(container.z_data, self._z_indexes(z_shape), self._z_tables).astype(np.int32)
-        params = self.compressor.hyper_params(torch.from_numpy(z).to(self.device), level)
+        params = self._entropy_parameters.hyper_params(torch.from_numpy(z), level)
         y = decode_symbols(container.y_data, params.indexes.cpu().numpy(), self._y_tables).astype(np.int32)
-        if symbol_check(z, y) != container.symbol_check:
+        if symbol_check(z, y, *params.check_arrays()) != container.symbol_check:
             raise DecoderDesyncError(
                 "decoded symbols fail their check: the file is corrupt or was encoded with "
                 "entropy parameters this decoder cannot reproduce"

@@ -1,43 +1,61 @@
 """`dpc`: the command line.
 
-    dpc compress IN [-o OUT] [--quality Q] [--force]
-    dpc decompress IN.dpc [-o OUT.png] [--force]
+    dpc compress IN [-o OUT] [--quality Q] [--force] [--jobs N] [--max-pixels N]
+    dpc decompress IN.dpc [-o OUT.png] [--force] [--jobs N] [--max-pixels N]
     dpc info IN.dpc
     dpc eval DATASET --out RESULTS       (eval/cli.py)
 
 IN may be a folder: then -o names an output folder (default: IN itself) and
-files keep their stem (a.png -> OUT/a.dpc -> OUT2/a.png), with a progress bar.
+files keep their stem (a.png -> OUT/a.dpc -> OUT2/a.png), with a progress bar,
+--jobs N worker processes, and outputs that already exist skipped unless
+--force, so a rerun finishes what an interrupted run left (codec/batch.py).
 Bad input ends in a one-line message on stderr and a non-zero exit code
-(CodecError.exit_code; 2 for usage errors, 130 for Ctrl-C).
+(CodecError.exit_code; 2 for usage errors, 130 for Ctrl-C, 143 for SIGTERM).
 """
 
 import argparse
-import io
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
+from .batch import Task, read_bytes, run
 from .errors import BitstreamError, CodecError, ImageReadError
-from .files import write_atomic
+from .images import DEFAULT_MAX_PIXELS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that outputs in progress are cleaned up as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    old_sigterm = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         return args.run(args)
     except CodecError as exc:
         print(f"dpc: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("dpc: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"dpc: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as exc:  # a bug, not bad input: still one line unless asked
         if os.environ.get("DPC_DEBUG"):
             raise
         print(f"dpc: internal error: {type(exc).__name__}: {exc} (set DPC_DEBUG=1 for a traceback)", file=sys.stderr)
         return 70
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, old_sigterm)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,45 +86,55 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument(
+        "-f", "--force", action="store_true", help="overwrite existing outputs (folder mode: else they are skipped)"
+    )
     p.add_argument("--weights", type=Path, help="model weights (.safetensors); default: the shipped ones")
+    p.add_argument(
+        "-j", "--jobs", type=_positive, default=1, metavar="N", help="folder mode: N worker processes (default 1)"
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_positive,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images and .dpc files of more than N pixels (default {DEFAULT_MAX_PIXELS})",
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 # -- commands ----------------------------------------------------------------------------
 def _compress(args) -> int:
     from .api import DEFAULT_QUALITY
-    from .images import load_image
 
     quality = DEFAULT_QUALITY if args.quality is None else args.quality
     codec = _load_codec(args)
     codec._level(quality)  # reject a bad --quality before touching any file
     jobs = _jobs(args.input, args.output, IMAGE_SUFFIXES, ".dpc")
-
-    def one(src: Path, dst: Path) -> None:
-        _refuse_existing(dst, args.force)
-        write_atomic(dst, codec.compress(load_image(src, codec.limits.max_pixels), quality), args.force)
-
-    return _run_jobs(jobs, one, "compress")
+    task = Task("compress", quality, args.force, args.weights, args.max_pixels)
+    return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
 
 
 def _decompress(args) -> int:
     codec = _load_codec(args)
     jobs = _jobs(args.input, args.output, {".dpc"}, ".png")
-
-    def one(src: Path, dst: Path) -> None:
-        _refuse_existing(dst, args.force)
-        image = codec.decompress(_read_bytes(src))
-        buf = io.BytesIO()
-        image.save(buf, "PNG")
-        write_atomic(dst, buf.getvalue(), args.force)
-
-    return _run_jobs(jobs, one, "decompress")
+    task = Task("decompress", 0, args.force, args.weights, args.max_pixels)
+    return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
 
 
 def _info(args) -> int:
     from bitstream import read_container
 
-    data = _read_bytes(args.input)
+    data = read_bytes(args.input)
     container = read_container(data)
     h = container.header
     pixels = h.width * h.height
@@ -125,23 +153,7 @@ def _info(args) -> int:
 def _load_codec(args):
     from .api import Codec
 
-    return Codec.load(args.weights)
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        if path.is_dir():
-            raise BitstreamError(f"{path} is a folder, not a .dpc file")
-        return path.read_bytes()
-    except OSError as exc:
-        raise BitstreamError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _refuse_existing(dst: Path, force: bool) -> None:
-    from .errors import OutputExistsError
-
-    if dst.exists() and not force:  # checked early so no work is wasted; write_atomic re-checks
-        raise OutputExistsError(f"{dst} exists (use --force to overwrite)")
+    return Codec.load(args.weights, max_pixels=args.max_pixels)
 
 
 def _jobs(src: Path, out: Path | None, suffixes: set[str], new_suffix: str) -> list[tuple[Path, Path]]:
@@ -170,23 +182,6 @@ def _jobs(src: Path, out: Path | None, suffixes: set[str], new_suffix: str) -> l
     except OSError as exc:
         raise CodecError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     return [(f, out_dir / (f.stem + new_suffix)) for f in files]
-
-
-def _run_jobs(jobs, one, verb: str) -> int:
-    if len(jobs) == 1:
-        one(*jobs[0])
-        return 0
-    from tqdm import tqdm
-
-    failures = []
-    for src, dst in tqdm(jobs, desc=verb, unit="file", file=sys.stderr):
-        try:
-            one(src, dst)
-        except CodecError as exc:
-            failures.append((src, exc))
-            tqdm.write(f"dpc: error: {src.name}: {exc}", file=sys.stderr)
-    print(f"dpc: {verb}: {len(jobs) - len(failures)} ok, {len(failures)} failed", file=sys.stderr)
-    return max((exc.exit_code for _, exc in failures), default=0)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ from .layers import ResBlock, Upsample2x, conv3x3
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
 # Symbols beyond this magnitude are clipped; real latents stay orders of magnitude below.
 SYMBOL_LIMIT = 1 << 20
+# Means of y are multiples of 1/MEAN_GRID (y's quantisation step is 1 in the gained domain).
+MEAN_GRID = 64
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,14 @@ def ste_round(x: Tensor) -> Tensor:
 class HyperParams:
     """Entropy parameters of y for one image, all (1, M, h, w) in the gained domain."""
 
-    means: Tensor
+    means: Tensor  # multiples of 1 / MEAN_GRID
     scales: Tensor
     indexes: Tensor  # int32 index into the GaussianConditional's CDF tables
+
+    def check_arrays(self) -> tuple:
+        """The derived parameters as integers, for the container's symbol check."""
+        grid = torch.round(self.means * MEAN_GRID).to(torch.int64).clamp(-(2**31), 2**31 - 1)
+        return self.indexes.cpu().numpy(), grid.to(torch.int32).cpu().numpy()
 
 
 class HyperpriorCompressor(nn.Module):
@@ -146,10 +153,14 @@ class HyperpriorCompressor(nn.Module):
         gain_y = self.log_gain_y[level].exp()[None, :, None, None]
         gain_z = self.log_gain_z[level].exp()[None, :, None, None]
         medians = self.entropy_bottleneck._get_medians()
-        z_hat = (z_symbols.to(torch.float32) + medians) / gain_z
+        z_hat = (z_symbols.to(medians.dtype) + medians) / gain_z
         means, scales = self._raw_params(z_hat, gain_y)
         # A crafted file can push h_s to inf/nan; keep the arithmetic finite.
-        means = torch.nan_to_num(means, nan=0.0, posinf=0.0, neginf=0.0)
+        means = torch.nan_to_num(means, nan=0.0, posinf=0.0, neginf=0.0).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+        # Snap the means to a grid too: then y_hat = symbol + mean is an exact dyadic
+        # number that another device reproduces bit for bit (or, at a grid boundary,
+        # visibly fails the container's check, which covers indexes and means).
+        means = torch.round(means * MEAN_GRID) / MEAN_GRID
         scales = torch.nan_to_num(scales, nan=SCALE_MAX, posinf=SCALE_MAX, neginf=SCALE_MIN)
         indexes = self.gaussian_conditional.build_indexes(scales)
         return HyperParams(means=means, scales=scales, indexes=indexes)
@@ -157,14 +168,20 @@ class HyperpriorCompressor(nn.Module):
     def y_symbols(self, y: Tensor, params: HyperParams, level: int) -> Tensor:
         """Encoder side: y (1,M,h,w) -> integer symbols round(y * gain - mean), int32."""
         gain_y = self.log_gain_y[level].exp()[None, :, None, None]
-        symbols = torch.round(y * gain_y - params.means).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+        means = params.means.to(y.device, y.dtype)
+        symbols = torch.round(y * gain_y - means).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
         return symbols.to(torch.int32)
 
     def synthesise(self, y_symbols: Tensor, params: HyperParams, level: int) -> Tensor:
         """Both sides: y_symbols (1,M,h,w) int32 -> latent_hat (1,C,2h,2w)."""
         gain_y = self.log_gain_y[level].exp()[None, :, None, None]
-        y_hat = (y_symbols.to(torch.float32) + params.means) / gain_y
+        y_hat = self.quantized_latent(y_symbols, params).to(gain_y.device, gain_y.dtype) / gain_y
         return self.g_s(y_hat)
+
+    @staticmethod
+    def quantized_latent(y_symbols: Tensor, params: HyperParams) -> Tensor:
+        """y_symbols + snapped means, float64 (1,M,h,w): exact, the same on every device."""
+        return y_symbols.to(torch.float64).cpu() + params.means.to(torch.float64).cpu()
 
     def z_tables(self) -> CdfTables:
         eb = self.entropy_bottleneck

@@ -2,13 +2,28 @@
 
 The CLI maps each subclass to a one-line message and its own exit code, so a
 script can tell "this is not a .dpc file" from "this file needs other weights".
+The bitstream-level classes are defined in bitstream/errors.py.
 """
 
+from bitstream.errors import (
+    BitstreamError,
+    CodecError,
+    DecoderDesyncError,
+    ImageTooLargeError,
+    UnsupportedVersionError,
+)
 
-class CodecError(Exception):
-    """Base class: bad input, never a bug. `exit_code` is what `dpc` exits with."""
-
-    exit_code = 1
+__all__ = [
+    "BitstreamError",
+    "CodecError",
+    "DecoderDesyncError",
+    "ImageReadError",
+    "ImageTooLargeError",
+    "ModelFileError",
+    "ModelMismatchError",
+    "OutputExistsError",
+    "UnsupportedVersionError",
+]
 
 
 class ImageReadError(CodecError):
@@ -17,38 +32,10 @@ class ImageReadError(CodecError):
     exit_code = 3
 
 
-class ImageTooLargeError(CodecError):
-    """The image (or the size a header claims) exceeds the pixel limit."""
-
-    exit_code = 4
-
-
-class BitstreamError(CodecError):
-    """The .dpc data is truncated, corrupted or not a .dpc file at all."""
-
-    exit_code = 5
-
-
-class UnsupportedVersionError(BitstreamError):
-    """The .dpc file was written in a format version this decoder cannot read."""
-
-    exit_code = 6
-
-
 class ModelMismatchError(CodecError):
     """The .dpc file was made with other model weights than the ones loaded."""
 
     exit_code = 7
-
-
-class DecoderDesyncError(BitstreamError):
-    """The decoded symbols fail their check: the entropy decoder lost sync.
-
-    Raised instead of returning silently wrong pixels (e.g. when the entropy
-    parameters the decoder derived differ from the encoder's).
-    """
-
-    exit_code = 8
 
 
 class OutputExistsError(CodecError):

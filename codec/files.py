@@ -1,10 +1,13 @@
 """Writing outputs safely: all or nothing, never clobbering without being asked."""
 
+import glob
 import os
 import tempfile
 from pathlib import Path
 
 from .errors import CodecError, OutputExistsError
+
+_TEMP_SUFFIX = ".part"
 
 
 def write_atomic(path: Path, data: bytes, force: bool = False) -> None:
@@ -22,7 +25,7 @@ def write_atomic(path: Path, data: bytes, force: bool = False) -> None:
         raise OutputExistsError(f"{path} is a folder")
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -44,3 +47,18 @@ def write_atomic(path: Path, data: bytes, force: bool = False) -> None:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_temp_files(path: Path) -> None:
+    """Remove temp files write_atomic(path) may have left when it was killed or interrupted mid-way.
+
+    They are named `.NAME.XXXXXXXX.part` (mkstemp's 8 random characters) beside `path`.
+    """
+    path = Path(path)
+    for tmp in glob.glob(
+        os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.{'?' * 8}{_TEMP_SUFFIX}")
+    ):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

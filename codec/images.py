@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, ImageTooLargeError
 
-DEFAULT_MAX_PIXELS = 1 << 27  # same cap as .dpc headers: 134 Mpx
+DEFAULT_MAX_PIXELS = 1 << 26  # same cap as .dpc headers: 67 Mpx (8192 x 8192)
 
 
 def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -5,6 +5,11 @@ A weight file holds the autoencoder and the compressor side by side
 entropy coder's integer CDF tables exactly as computed from those float16
 values. Its model id, written into every `.dpc` file, is derived from a hash
 of the file's bytes, so a file made with other weights is recognised.
+
+Beside each weight file `NAME.safetensors` lies `NAME.safetensors.sha256`, its
+full SHA-256 (written by `save_model`). When that record exists the file must
+match it, so a tampered or damaged weight file is refused instead of quietly
+producing other numbers; the shipped weights must always have it.
 """
 
 import hashlib
@@ -69,7 +74,9 @@ def save_model(path: Path, autoencoder: LatentAutoencoder, compressor: Hyperprio
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    _digest_record(path).write_text(digest + "\n")
+    return digest
 
 
 def load_model(path: Path | str | None = None) -> ModelBundle:
@@ -79,6 +86,8 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
         raw = path.read_bytes()
     except OSError as exc:
         raise ModelFileError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    _check_digest(path, digest, required=path == DEFAULT_WEIGHTS)
     try:
         tensors = load_safetensors_bytes(raw)
         metadata = _metadata(raw)
@@ -98,8 +107,27 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
     except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelFileError(f"unusable weight file {path}: {reason}") from None
-    digest = hashlib.sha256(raw).hexdigest()
     return ModelBundle(autoencoder, compressor, model_id_from_sha256(digest), digest, info)
+
+
+def _digest_record(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _check_digest(path: Path, digest: str, required: bool) -> None:
+    record = _digest_record(path)
+    try:
+        expected = record.read_text().split()[0].lower()
+    except FileNotFoundError:
+        if required:
+            raise ModelFileError(f"weight file {path} has no SHA-256 record {record.name}") from None
+        return
+    except (OSError, IndexError):
+        raise ModelFileError(f"unreadable SHA-256 record {record}") from None
+    if expected != digest:
+        raise ModelFileError(
+            f"weight file {path} does not match its recorded SHA-256 (tampered or damaged); refusing to load it"
+        )
 
 
 def _metadata(raw: bytes) -> dict:

@@ -123,7 +123,7 @@ def test_folder_mode_compresses_and_decompresses_every_image_keeping_stems(dpc, 
     r = dpc("compress", tmp_path / "pics", "-o", tmp_path / "packed")
     assert r.code == 0, r.err
     assert tree(tmp_path / "packed") == {"a.dpc", "b.dpc", "c.dpc"}
-    assert "3 ok, 0 failed" in r.err
+    assert "3 ok, 0 skipped, 0 failed" in r.err
 
     r = dpc("decompress", tmp_path / "packed", "-o", tmp_path / "unpacked")
     assert r.code == 0, r.err
@@ -148,7 +148,7 @@ def test_folder_mode_writes_the_good_files_and_reports_the_bad_one(dpc, tmp_path
     assert r.code == ImageReadError.exit_code
     assert tree(tmp_path / "packed") == {"a.dpc", "b.dpc", "c.dpc"}
     assert "broken.png" in r.err
-    assert r.err.strip().splitlines()[-1] == "dpc: compress: 3 ok, 1 failed"
+    assert r.err.strip().splitlines()[-1] == "dpc: compress: 3 ok, 0 skipped, 1 failed"
     assert "Traceback" not in r.err
 
 

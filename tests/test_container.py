@@ -43,10 +43,10 @@ def test_any_valid_container_round_trips_exactly(c):
 
 @settings(max_examples=100, deadline=None)
 @given(containers)
-def test_default_limits_refuse_exactly_the_headers_over_2_27_pixels(c):
-    """With default BitstreamLimits a header is read iff width*height <= 2**27 (134 Mpx)."""
+def test_default_limits_refuse_exactly_the_headers_over_the_pixel_limit(c):
+    """With default BitstreamLimits a header is read iff width*height <= max_pixels (2**26, 67 Mpx)."""
     data = write_container(c)
-    if c.header.width * c.header.height > 1 << 27:
+    if c.header.width * c.header.height > BitstreamLimits().max_pixels:
         with pytest.raises(ImageTooLargeError):
             read_container(data)
     else:
@@ -108,9 +108,10 @@ def test_sides_up_to_the_limit_are_accepted_and_one_more_is_refused():
 
 
 def test_the_pixel_limit_is_inclusive():
-    exactly = write_container(Container(Header(1 << 16, 1 << 11, 1, 1), b"", b"", 0))  # 2**27 pixels
-    assert read_header(exactly)[0].height == 1 << 11
-    over = write_container(Container(Header(1 << 16, (1 << 11) + 1, 1, 1), b"", b"", 0))
+    assert BitstreamLimits().max_pixels == 1 << 26
+    exactly = write_container(Container(Header(1 << 16, 1 << 10, 1, 1), b"", b"", 0))  # 2**26 pixels
+    assert read_header(exactly)[0].height == 1 << 10
+    over = write_container(Container(Header(1 << 16, (1 << 10) + 1, 1, 1), b"", b"", 0))
     with pytest.raises(ImageTooLargeError):
         read_header(over)
 

@@ -1,0 +1,290 @@
+"""Running `dpc compress` / `dpc decompress` over (input, output) pairs, in-process or with N worker processes.
+
+- Every output is written by `write_atomic`: complete or absent, never half-written.
+- Folder mode: an output that already exists is skipped (not overwritten, not a failure) unless --force,
+  so a rerun after Ctrl-C, `kill` or a crash finishes only what is missing.
+- Workers start with "forkserver" (or "spawn" where there is none), never "fork": torch and its threads
+  do not survive a fork. Each loads the Codec once and uses cpu_count // N torch threads.
+- Ctrl-C (SIGINT) or SIGTERM: the workers are stopped (SIGTERM, on which they unwind so write_atomic
+  removes its temp file), any temp file left by a job in flight is removed, a summary is printed and
+  the KeyboardInterrupt goes on to the CLI (exit 130, or 143 for SIGTERM).
+- The end: one line per failure (input order), then "N ok, M skipped, K failed"; the exit code is
+  the first failure's (input order), 0 if none.
+"""
+
+import io
+import multiprocessing
+import os
+import signal
+import sys
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from .errors import BitstreamError, CodecError, OutputExistsError
+from .files import remove_temp_files, write_atomic
+
+INTERNAL_ERROR = 70  # as the CLI's exit code for a bug
+
+
+@dataclass(frozen=True)
+class Task:
+    """What to do with each pair; picklable, sent once to every worker."""
+
+    verb: str  # "compress" or "decompress"
+    quality: int
+    force: bool
+    weights: Path | None
+    max_pixels: int
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        if path.is_dir():
+            raise BitstreamError(f"{path} is a folder, not a .dpc file")
+        return path.read_bytes()
+    except OSError as exc:
+        raise BitstreamError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def process(codec, task: Task, src: Path, dst: Path) -> None:
+    """Compress or decompress one file; CodecError on bad input or a failed write."""
+    if task.verb == "compress":
+        from .images import load_image
+
+        data = codec.compress(load_image(src, task.max_pixels), task.quality)
+    else:
+        buf = io.BytesIO()
+        codec.decompress(read_bytes(src)).save(buf, "PNG")
+        data = buf.getvalue()
+    write_atomic(dst, data, task.force)
+
+
+def run(jobs: list[tuple[Path, Path]], task: Task, codec, n_jobs: int = 1, folder: bool = False) -> int:
+    """Do `jobs`; returns the exit code. A single file (not folder mode) raises its CodecError instead."""
+    if not folder:
+        ((src, dst),) = jobs
+        if dst.exists() and not task.force:  # checked early so no work is wasted; write_atomic re-checks
+            raise OutputExistsError(f"{dst} exists (use --force to overwrite)")
+        try:
+            process(codec, task, src, dst)
+        except BaseException:  # Ctrl-C or SIGTERM at any point: no temp file stays behind
+            remove_temp_files(dst)
+            raise
+        return 0
+    return _Batch(jobs, task).run(codec, n_jobs)
+
+
+class _Batch:
+    def __init__(self, jobs, task: Task):
+        self.jobs, self.task = jobs, task
+        self.todo = [(i, src, dst) for i, (src, dst) in enumerate(jobs) if task.force or not _output_exists(dst)]
+        self.skipped = len(jobs) - len(self.todo)
+        self.ok = 0
+        self.failures: dict[int, tuple[str, int]] = {}  # job index -> (message, exit code)
+        self.in_flight: dict[int, Path] = {}  # job index -> output being written
+        self.workers: list[_Worker] = []
+
+    def run(self, codec, n_jobs: int) -> int:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=len(self.jobs), initial=self.skipped, desc=self.task.verb, unit="file", file=sys.stderr)
+        try:
+            if n_jobs > 1 and len(self.todo) > 1:
+                self._parallel(min(n_jobs, len(self.todo)))
+            else:
+                self._sequential(codec)
+        except BaseException:
+            self._shutdown()
+            raise
+        self._report()
+        return next((code for _, (_, code) in sorted(self.failures.items())), 0)
+
+    def _done(self, index: int, failure: tuple[str, int] | None = None) -> None:
+        self.in_flight.pop(index, None)
+        if failure is None:
+            self.ok += 1
+        else:
+            self.failures[index] = failure
+            self.bar.set_postfix(failed=len(self.failures), refresh=False)
+        self.bar.update()
+
+    def _sequential(self, codec) -> None:
+        for index, src, dst in self.todo:
+            self.in_flight[index] = dst
+            try:
+                process(codec, self.task, src, dst)
+            except CodecError as exc:
+                self._done(index, (str(exc), exc.exit_code))
+            else:
+                self._done(index)
+
+    def _parallel(self, n: int) -> None:
+        ctx = _context()
+        threads = max(1, _cpu_count() // n)
+        queue = deque(self.todo)
+        for _ in range(n):
+            self.workers.append(_Worker(ctx, self.task, threads))
+            self._give(self.workers[-1], queue)
+        while busy := [w for w in self.workers if w.job is not None]:
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+            for w in busy:
+                if w.conn not in ready and w.process.sentinel not in ready:
+                    continue
+                try:
+                    reply = w.conn.recv()
+                except (EOFError, OSError):  # the worker died (out of memory, a crash, killed)
+                    w.process.join()
+                    remove_temp_files(w.job[1])
+                    self._done(w.job[0], (f"worker process died ({_how(w.process.exitcode)})", INTERNAL_ERROR))
+                    w.job = None
+                    if queue:
+                        self.workers.append(_Worker(ctx, self.task, threads))
+                        self._give(self.workers[-1], queue)
+                    continue
+                if reply[0] == "fatal":  # the worker could not load the model: nothing can succeed
+                    error = CodecError(reply[1])
+                    error.exit_code = reply[2]
+                    raise error
+                self._done(w.job[0], None if reply[0] == "ok" else (reply[1], reply[2]))
+                self._give(w, queue)
+        for w in self.workers:
+            w.process.join()
+
+    def _give(self, w: "_Worker", queue: deque) -> None:
+        if queue:
+            index, src, dst = queue.popleft()
+            w.job = (index, dst)
+            self.in_flight[index] = dst
+            message = (src, dst)
+        else:
+            w.job = message = None
+        try:
+            w.conn.send(message)
+        except OSError:  # it died meanwhile: the next wait() sees its sentinel
+            pass
+
+    def _shutdown(self) -> None:
+        """Interrupted (or a fatal error): stop the workers, remove temp files of jobs in flight, report."""
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}  # finish cleaning up
+        try:
+            for w in self.workers:
+                if w.process.is_alive():
+                    w.process.terminate()
+            for w in self.workers:
+                w.process.join(10)
+                if w.process.is_alive():
+                    w.process.kill()
+                    w.process.join()
+            for dst in self.in_flight.values():
+                remove_temp_files(dst)
+            self._report(interrupted=True)
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    def _report(self, interrupted: bool = False) -> None:
+        self.bar.close()
+        for index, (message, _) in sorted(self.failures.items()):
+            print(f"dpc: error: {self.jobs[index][0].name}: {message}", file=sys.stderr)
+        line = f"{self.ok} ok, {self.skipped} skipped, {len(self.failures)} failed"
+        if interrupted:
+            left = len(self.jobs) - self.ok - self.skipped - len(self.failures)
+            line = f"stopped with {line}, {left} not done (run again to finish them)"
+        print(f"dpc: {self.task.verb}: {line}", file=sys.stderr)
+
+
+def _output_exists(dst: Path) -> bool:
+    return dst.exists() and not dst.is_dir()  # a folder in the way is a failure, reported by write_atomic
+
+
+def _how(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            pass
+    return f"exit code {exitcode}"
+
+
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["codec.api", "codec.batch"])  # torch is imported once, by the server
+    return ctx
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class _Worker:
+    def __init__(self, ctx, task: Task, threads: int):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, task, threads), daemon=True)
+        # Ctrl-C reaches the whole process group: the worker inherits SIGINT blocked until it has set it to ignored.
+        mask = _sigmask(signal.SIG_BLOCK)
+        try:
+            self.process.start()
+        finally:
+            _sigmask(signal.SIG_SETMASK, mask)
+        child.close()
+        self.job: tuple[int, Path] | None = None  # (job index, output) while it works on one
+
+
+def _sigmask(how, mask=frozenset({signal.SIGINT})):
+    return signal.pthread_sigmask(how, mask) if hasattr(signal, "pthread_sigmask") else set()
+
+
+def _exit_on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)  # unwinds: write_atomic's `finally` removes its temp file
+
+
+def _worker_main(conn, task: Task, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us with SIGTERM
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _sigmask(signal.SIG_UNBLOCK)
+    try:
+        import torch
+
+        from .api import Codec
+
+        torch.set_num_threads(threads)
+        codec = Codec.load(task.weights, max_pixels=task.max_pixels)
+    except Exception as exc:
+        code = exc.exit_code if isinstance(exc, CodecError) else INTERNAL_ERROR
+        try:
+            conn.send(("fatal", str(exc) if isinstance(exc, CodecError) else _internal(exc), code))
+        except OSError:
+            pass
+        return
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if job is None:
+            return
+        try:
+            process(codec, task, *job)
+            reply = ("ok",)
+        except CodecError as exc:
+            reply = ("failed", str(exc), exc.exit_code)
+        except Exception as exc:  # a bug: reported for this file, the others go on
+            reply = ("failed", _internal(exc), INTERNAL_ERROR)
+        try:
+            conn.send(reply)
+        except OSError:  # the parent is gone
+            return
+
+
+def _internal(exc: Exception) -> str:
+    text = f"internal error: {type(exc).__name__}: {exc}"
+    return text + "\n" + traceback.format_exc() if os.environ.get("DPC_DEBUG") else text
