@@ -76,6 +76,15 @@ def _bins(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> tuple[
     return np.where(escaped, escape_bin, values), payload
 
 
+def _groups(indexes: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(table, positions in raster order) for each table used, by ascending table: the decoding order."""
+    order = np.argsort(indexes, kind="stable")
+    sorted_indexes = indexes[order]
+    starts = np.flatnonzero(np.diff(sorted_indexes, prepend=-1))
+    ends = np.append(starts[1:], len(order))
+    return [(int(sorted_indexes[a]), order[a:b]) for a, b in zip(starts, ends, strict=True)]
+
+
 def encode_symbols(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> bytes:
     """Integer symbols (any shape) with same-shape table indexes -> bytes.
 
@@ -98,13 +107,8 @@ def encode_symbols(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) 
         if chunks:
             coder.encode_reverse(np.array(chunks, dtype=np.int32), _UNIFORM_256)
         coder.encode_reverse(np.array([nbits], dtype=np.int32), _UNIFORM_33)
-    order = np.argsort(indexes, kind="stable")
-    sorted_indexes = indexes[order]
-    starts = np.flatnonzero(np.diff(sorted_indexes, prepend=-1))
-    ends = np.append(starts[1:], len(order))
-    for start, end in zip(starts[::-1], ends[::-1], strict=True):
-        group = order[start:end]
-        coder.encode_reverse(bins[group].astype(np.int32), tables.model(int(sorted_indexes[start])))
+    for table, positions in reversed(_groups(indexes)):
+        coder.encode_reverse(bins[positions].astype(np.int32), tables.model(table))
     return _words_to_bytes(coder.get_compressed())
 
 
@@ -125,13 +129,8 @@ def decode_symbols(data: bytes, indexes: np.ndarray, tables: CdfTables) -> np.nd
     try:
         coder = constriction.stream.stack.AnsCoder(_bytes_to_words(data))
         bins = np.empty(indexes.size, dtype=np.int64)
-        order = np.argsort(indexes, kind="stable")
-        sorted_indexes = indexes[order]
-        starts = np.flatnonzero(np.diff(sorted_indexes, prepend=-1))
-        ends = np.append(starts[1:], len(order))
-        for start, end in zip(starts, ends, strict=True):
-            model = tables.model(int(sorted_indexes[start]))
-            bins[order[start:end]] = coder.decode(model, int(end - start))
+        for table, positions in _groups(indexes):
+            bins[positions] = coder.decode(tables.model(table), len(positions))
         escape_bin = tables.cdf_length[indexes] - 2
         escaped = np.flatnonzero(bins == escape_bin)
         payload = np.empty(len(escaped), dtype=np.int64)

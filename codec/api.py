@@ -86,12 +86,23 @@ class Codec:
     @torch.inference_mode()
     def compress(self, image: Image.Image, quality: int = DEFAULT_QUALITY) -> bytes:
         """PIL image (any mode; see codec.images) -> bytes of a .dpc file."""
-        level = self._level(quality)
+        level = self.check_quality(quality)
         image = self._encodable(image)
         symbols, params = self._analyse(image, level)
+        header = Header(width=image.width, height=image.height, quality=quality, model_id=self.model_id)
+        return self._write(header, symbols, params)
+
+    def write_symbols(self, header: Header, symbols: Symbols) -> bytes:
+        """Entropy-code given symbols into a .dpc file, exactly as compress() does after analyse().
+
+        The inverse of decode_symbols(): for tools that make files from symbols (fuzzing, tests).
+        """
+        params = self._entropy_parameters.hyper_params(torch.from_numpy(symbols.z), header.quality - 1)
+        return self._write(header, symbols, params)
+
+    def _write(self, header: Header, symbols: Symbols, params: HyperParams) -> bytes:
         z_data = encode_symbols(symbols.z, self._z_indexes(symbols.z.shape), self._z_tables)
         y_data = encode_symbols(symbols.y, params.indexes.cpu().numpy(), self._y_tables)
-        header = Header(width=image.width, height=image.height, quality=quality, model_id=self.model_id)
         return write_container(
             Container(
                 header=header,
@@ -104,7 +115,7 @@ class Codec:
     @torch.inference_mode()
     def analyse(self, image: Image.Image, quality: int = DEFAULT_QUALITY) -> Symbols:
         """Image -> the integer symbols compress() entropy-codes."""
-        level = self._level(quality)
+        level = self.check_quality(quality)
         return self._analyse(self._encodable(image), level)[0]
 
     def _analyse(self, image: Image.Image, level: int) -> tuple[Symbols, HyperParams]:
@@ -159,7 +170,7 @@ class Codec:
                 f"file was made with other model weights (model id {header.model_id:04x}; "
                 f"loaded weights are {self.model_id:04x})"
             )
-        level = self._level(header.quality, error=BitstreamError)
+        level = self.check_quality(header.quality, error=BitstreamError)
         z_shape = self._z_shape(header)
         z = decode_symbols(container.z_data, self._z_indexes(z_shape), self._z_tables).astype(np.int32)
         params = self._entropy_parameters.hyper_params(torch.from_numpy(z), level)
@@ -179,7 +190,8 @@ class Codec:
             raise ImageTooLargeError(f"image is {image.width}x{image.height}; sides must be 1..{self.limits.max_side}")
         return image
 
-    def _level(self, quality: int, error: type[CodecError] = CodecError) -> int:
+    def check_quality(self, quality: int, error: type[CodecError] = CodecError) -> int:
+        """The model's level index (0-based) for a quality; `error` if there is no such level."""
         if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or quality not in self.qualities:
             raise error(f"quality must be one of {list(self.qualities)}, got {quality!r}")
         return int(quality) - 1

@@ -118,7 +118,7 @@ def _compress(args) -> int:
 
     quality = DEFAULT_QUALITY if args.quality is None else args.quality
     codec = _load_codec(args)
-    codec._level(quality)  # reject a bad --quality before touching any file
+    codec.check_quality(quality)  # reject a bad --quality before touching any file
     jobs = _jobs(args.input, args.output, IMAGE_SUFFIXES, ".dpc")
     task = Task("compress", quality, args.force, args.weights, args.max_pixels)
     return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())

@@ -63,9 +63,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
     codec = Codec.load(cfg.weights, device=cfg.device)
     qualities = cfg.qualities or list(codec.qualities)
-    bad = [q for q in qualities if q not in codec.qualities]
-    if bad:
-        raise CodecError(f"quality must be one of {list(codec.qualities)}, got {bad}")
+    for q in qualities:
+        codec.check_quality(q)
     suite = MetricSuite(cfg.metrics, cfg.metric_weights, features_dir=cfg.out / "features", device=cfg.device)
     baselines, skipped = {}, {}
     for name in cfg.codecs:

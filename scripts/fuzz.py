@@ -65,11 +65,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from bitstream import MAGIC, Container, Header, read_container, write_container
 from codec import Codec, CodecError, DecoderDesyncError, ImageTooLargeError, ModelMismatchError, UnsupportedVersionError
-
-# isort: split
-# (codec first: bitstream and codec import each other, and only this order works)
-from bitstream import MAGIC, Container, Header, encode_symbols, read_container, symbol_check, write_container
+from codec.api import Symbols
 
 SEED_SIZES = ((1, 1), (17, 31), (64, 48), (200, 120))
 FUZZ_MAX_PIXELS = 1 << 22
@@ -401,18 +399,10 @@ class CaseMaker:
 
 @torch.inference_mode()
 def encode_file(codec: Codec, header: Header, z: np.ndarray, y: np.ndarray) -> bytes:
-    """Entropy-code given symbols exactly as Codec.compress does: a valid file, symbol check and CRC included.
-
-    This mirrors Codec.compress's private steps (the entropy parameters come from the model the decoder
-    uses for them); if the two drift apart, the `symbols` cases report "not-decoded".
-    """
+    """Entropy-code given symbols exactly as Codec.compress does: a valid file, symbol check and CRC included."""
     z = np.ascontiguousarray(z, dtype=np.int32)
     y = np.ascontiguousarray(y, dtype=np.int32)
-    z_data = encode_symbols(z, codec._z_indexes(z.shape), codec._z_tables)
-    params = codec._entropy_parameters.hyper_params(torch.from_numpy(z), header.quality - 1)
-    y_data = encode_symbols(y, params.indexes.cpu().numpy(), codec._y_tables)
-    check = symbol_check(z, y, *params.check_arrays())
-    return write_container(Container(header, z_data, y_data, check))
+    return codec.write_symbols(header, Symbols(z=z, y=y))
 
 
 # -- running cases ------------------------------------------------------------------------------------

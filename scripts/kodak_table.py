@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codec import Codec, load_image  # noqa: E402
+from codec.api import PAD_MULTIPLE  # noqa: E402
 from codec.images import image_to_tensor, tensor_to_image  # noqa: E402
 from eval.jpeg import jpeg_at_bpp  # noqa: E402
 from eval.metrics import bits_per_pixel, msssim, psnr  # noqa: E402
@@ -71,7 +72,7 @@ def autoencoder_only(codec: Codec, image) -> tuple[float, float]:
     """PSNR/MS-SSIM of D(E(x)) with no compression: what caps every quality level."""
     x = image_to_tensor(image)
     h, w = x.shape[-2:]
-    x = F.pad(x, (0, -w % 64, 0, -h % 64), mode="replicate")
+    x = F.pad(x, (0, -w % PAD_MULTIPLE, 0, -h % PAD_MULTIPLE), mode="replicate")
     with torch.inference_mode():
         decoded = tensor_to_image(codec.autoencoder.decode(codec.autoencoder.encode(x))[..., :h, :w])
     return psnr(image, decoded), msssim(image, decoded)
