@@ -15,6 +15,7 @@ from .container import (
     write_container,
 )
 from .entropy_coding import CdfTables, decode_symbols, encode_symbols, symbol_check
+from .hints import SAMPLERS, RefineSettings, pack_hints, unpack_hints
 
 __all__ = [
     "FORMAT_VERSION",
@@ -23,10 +24,14 @@ __all__ = [
     "CdfTables",
     "Container",
     "Header",
+    "RefineSettings",
+    "SAMPLERS",
     "decode_symbols",
     "encode_symbols",
+    "pack_hints",
     "read_container",
     "read_header",
     "symbol_check",
+    "unpack_hints",
     "write_container",
 ]

@@ -9,8 +9,8 @@ Layout (specified in docs/bitstream.md; all multi-byte integers little-endian,
     | z section | y section (runs up to the trailer)
     | symbol check (2) | CRC-16 of everything before it (2)
 
-A typical 768x512 file spends 16 bytes outside the coded sections (15 when
-the z section is under 128 bytes).
+A typical 768x512 file spends 20 bytes outside the coded sections (19 when
+the z section is under 128 bytes): 4 of them are the decoder hints.
 Parsing checks every field against `BitstreamLimits` before anything is sized
 from it, so a hostile header cannot make the decoder allocate.
 """
@@ -20,10 +20,11 @@ import struct
 from dataclasses import dataclass
 
 from .errors import BitstreamError, ImageTooLargeError, UnsupportedVersionError
+from .hints import RefineSettings, unpack_hints
 
 MAGIC = b"DP"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2  # 2: decoder hints carry the refinement settings (bitstream/hints.py)
+SUPPORTED_VERSIONS = (1, 2)
 MAX_HINTS_BYTES = 64
 _TRAILER = 4
 _HINTS_FLAG = 0x80
@@ -49,8 +50,14 @@ class Header:
     height: int  # pixels
     quality: int  # 1 = lowest rate
     model_id: int  # 16-bit id of the weights that made the file
-    hints: bytes = b""  # decoder hints (diffusion settings in later versions)
+    hints: bytes = b""  # decoder hints: packed RefineSettings (bitstream/hints.py)
     version: int = FORMAT_VERSION
+
+    @property
+    def refine(self) -> RefineSettings:
+        """The refinement the encoder intended; version 1 files (no diffusion prior then)
+        and files without hints decode with the plain decoder."""
+        return unpack_hints(self.hints) if self.version >= 2 else RefineSettings()
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,7 @@ def read_header(data: bytes, limits: BitstreamLimits = BitstreamLimits()) -> tup
         raise BitstreamError(f"corrupt header: {n_hints} bytes of decoder hints")
     hints = r.take(n_hints, "decoder hints")
     header = Header(width=width, height=height, quality=quality, model_id=model_id, hints=hints, version=version)
+    header.refine  # noqa: B018 - malformed hints are refused here, before any decoding
     return header, r
 
 

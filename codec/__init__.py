@@ -1,10 +1,13 @@
-"""dpcodec: a neural image codec with a latent hyperprior (and, next, a diffusion prior).
+"""dpcodec: a neural image codec with a latent hyperprior and a few-step diffusion prior.
 
 from codec import Codec
 c = Codec.load()
-data = c.compress(image, quality=3)
-image = c.decompress(data)
+data = c.compress(image, quality=3)          # records the level's default refinement
+image = c.decompress(data)                   # refines as recorded; steps=0 for the plain decoder
+image = c.decompress(data, steps=8, sampler="dpmpp", guidance=2.0, seed=1)
 """
+
+from bitstream import RefineSettings
 
 from .api import DEFAULT_QUALITY, Codec
 from .errors import (
@@ -31,6 +34,7 @@ __all__ = [
     "ModelFileError",
     "ModelMismatchError",
     "OutputExistsError",
+    "RefineSettings",
     "UnsupportedVersionError",
     "load_image",
 ]

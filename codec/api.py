@@ -10,7 +10,12 @@ Data flow (see codec/autoencoder.py and codec/compressor.py for the stages):
     image -> pad to a multiple of 64 -> E -> latent -> compressor -> symbols
           -> bitstream (constriction + container) -> bytes
     bytes -> container -> z symbols -> entropy parameters -> y symbols
-          -> latent_hat -> D -> crop -> image
+          -> coarse latent -> diffusion prior (few steps; codec/sampling.py) -> latent_hat
+          -> D on overlapping tiles (codec/tiling.py; the prior's texture decoder when
+             refined, the autoencoder's own at steps 0) -> crop -> image
+
+The refinement settings the encoder intends travel in the header (bitstream/hints.py);
+decompress() uses them unless told otherwise.
 """
 
 import copy
@@ -25,21 +30,34 @@ from bitstream import (
     BitstreamLimits,
     Container,
     Header,
+    RefineSettings,
     decode_symbols,
     encode_symbols,
+    pack_hints,
     read_container,
     read_header,
     symbol_check,
     write_container,
 )
 
+from .autoencoder import Decoder
 from .compressor import HyperParams
 from .errors import BitstreamError, CodecError, DecoderDesyncError, ImageTooLargeError, ModelMismatchError
 from .images import image_to_tensor, tensor_to_image, to_rgb
-from .model_files import ModelBundle, load_model
+from .model_files import DEFAULT_PRIOR_WEIGHTS, ModelBundle, load_model, load_prior, read_prior_config
+from .prior import LatentPrior
+from .tiling import tile_map
 
 PAD_MULTIPLE = 64  # autoencoder 8 x compressor 2 x hyperprior 4
 DEFAULT_QUALITY = 3
+# Tiles (image px). The decoder's receptive field is under 8 latent px and the encoder's
+# under 64 px, so a halo of that much context makes tiles agree with an untiled run.
+DEFAULT_TILE = 512  # pixel decoding; 0 = no tiling anywhere
+DECODE_HALO, DECODE_OVERLAP = 8, 8  # latent px
+ENCODE_TILE, ENCODE_HALO, ENCODE_OVERLAP = 1024, 64, 64  # image px
+# The prior sees a wide context (mid-block attention), so it is tiled only beyond
+# 2048 px; its tiles overlap by 32 latent px and carry 32 px of halo.
+PRIOR_TILE, PRIOR_HALO, PRIOR_OVERLAP = 256, 32, 32  # latent px
 
 
 @dataclass(frozen=True)
@@ -53,8 +71,17 @@ class Symbols:
 class Codec:
     """Compress PIL images to `.dpc` bytes and back with one set of shipped weights."""
 
-    def __init__(self, bundle: ModelBundle, device: str = "cpu", limits: BitstreamLimits | None = None):
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        device: str = "cpu",
+        limits: BitstreamLimits | None = None,
+        prior_weights=None,
+    ):
         self.bundle = bundle
+        self.prior_weights = prior_weights if prior_weights is not None else DEFAULT_PRIOR_WEIGHTS
+        self._prior: LatentPrior | None = None  # loaded on first refinement
+        self._texture_decoder: torch.nn.Module | None = None
         self.device = torch.device(device)
         self.limits = limits or BitstreamLimits()
         self.autoencoder = bundle.autoencoder.to(self.device)
@@ -68,10 +95,26 @@ class Codec:
         self._y_tables = self.compressor.y_tables()
 
     @classmethod
-    def load(cls, weights=None, device: str = "cpu", max_pixels: int | None = None) -> "Codec":
-        """Load the shipped weights (or a given .safetensors file)."""
+    def load(cls, weights=None, device: str = "cpu", max_pixels: int | None = None, prior_weights=None) -> "Codec":
+        """Load the shipped weights (or given .safetensors files: codec, diffusion prior)."""
         limits = BitstreamLimits() if max_pixels is None else BitstreamLimits(max_pixels=max_pixels)
-        return cls(load_model(weights), device=device, limits=limits)
+        return cls(load_model(weights), device=device, limits=limits, prior_weights=prior_weights)
+
+    @property
+    def prior(self) -> LatentPrior:
+        """The diffusion prior (loaded from `prior_weights` on first use)."""
+        if self._prior is None:
+            self._prior = load_prior(self.prior_weights).prior.to(self.device)
+        return self._prior
+
+    def default_refine(self, quality: int) -> RefineSettings:
+        """The refinement compress() writes into a file of this quality (measured per level,
+        recorded in the prior's weight file)."""
+        level = self.check_quality(quality)
+        cfg = self._prior.cfg if self._prior is not None else read_prior_config(self.prior_weights)
+        return RefineSettings(
+            steps=cfg.default_steps[level], sampler=cfg.default_sampler, guidance=cfg.default_guidance
+        )
 
     @property
     def qualities(self) -> range:
@@ -84,12 +127,20 @@ class Codec:
 
     # -- compress --------------------------------------------------------------------
     @torch.inference_mode()
-    def compress(self, image: Image.Image, quality: int = DEFAULT_QUALITY) -> bytes:
-        """PIL image (any mode; see codec.images) -> bytes of a .dpc file."""
+    def compress(
+        self, image: Image.Image, quality: int = DEFAULT_QUALITY, refine: RefineSettings | None = None
+    ) -> bytes:
+        """PIL image (any mode; see codec.images) -> bytes of a .dpc file.
+
+        `refine`: the decoder settings to record in the header (default: the level's
+        measured default, `default_refine(quality)`); steps 0 records none (plain decoder).
+        """
         level = self.check_quality(quality)
+        refine = refine if refine is not None else self.default_refine(quality)
         image = self._encodable(image)
         symbols, params = self._analyse(image, level)
-        header = Header(width=image.width, height=image.height, quality=quality, model_id=self.model_id)
+        hints = pack_hints(refine) if refine.steps else b""
+        header = Header(width=image.width, height=image.height, quality=quality, model_id=self.model_id, hints=hints)
         return self._write(header, symbols, params)
 
     def write_symbols(self, header: Header, symbols: Symbols) -> bytes:
@@ -119,14 +170,30 @@ class Codec:
         return self._analyse(self._encodable(image), level)[0]
 
     def _analyse(self, image: Image.Image, level: int) -> tuple[Symbols, HyperParams]:
-        x = image_to_tensor(image).to(self.device)
-        h, w = x.shape[-2:]
-        x = F.pad(x, (0, -w % PAD_MULTIPLE, 0, -h % PAD_MULTIPLE), mode="replicate")
-        latent = self.autoencoder.encode(x)
+        latent = self._encode(self._padded(image))
         y, z_symbols = self.compressor.analyse(latent, level)
         params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
         y_symbols = self.compressor.y_symbols(y, params, level)
         return Symbols(z=z_symbols.cpu().numpy(), y=y_symbols.cpu().numpy()), params
+
+    @torch.inference_mode()
+    def latent_pairs(self, image: Image.Image, qualities=None) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Image -> (autoencoder latent, {quality: coarse latent the decoder reconstructs}).
+
+        Both (1, C, H_pad/8, W_pad/8): what refinement starts from and what it aims at
+        (training and evaluation of the diffusion prior). Exactly the latents compress()
+        and decode_latent() give, without the (lossless) entropy coding in between.
+        """
+        image = self._encodable(image)
+        latent = self._encode(self._padded(image))
+        coarse = {}
+        for quality in qualities or self.qualities:
+            level = self.check_quality(quality)
+            y, z_symbols = self.compressor.analyse(latent, level)
+            params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
+            y_symbols = self.compressor.y_symbols(y, params, level)
+            coarse[quality] = self.compressor.synthesise(y_symbols, params, level)
+        return latent, coarse
 
     # -- decompress ------------------------------------------------------------------
     def read_header(self, data: bytes) -> Header:
@@ -134,11 +201,75 @@ class Codec:
         return read_header(data, self.limits)[0]
 
     @torch.inference_mode()
-    def decompress(self, data: bytes) -> Image.Image:
-        """Bytes of a .dpc file -> RGB PIL image of the original width and height."""
-        header, latent_hat = self.decode_latent(data)
-        x = self.autoencoder.decode(latent_hat)
+    def decompress(
+        self,
+        data: bytes,
+        *,
+        steps: int | None = None,
+        sampler: str | None = None,
+        guidance: float | None = None,
+        seed: int | None = None,
+        start: float | None = None,
+        early_exit: float | None = None,
+        tile: int = DEFAULT_TILE,
+        progress=None,
+    ) -> Image.Image:
+        """Bytes of a .dpc file -> RGB PIL image of the original width and height.
+
+        Refinement follows the file's header; each keyword that is not None overrides it
+        (steps=0: plain decoder). `tile`: pixel-decoding tile side in px (0 = no tiling).
+        The same file, options and device give identical pixels.
+        """
+        tile = self.check_tile(tile)
+        header, coarse = self.decode_latent(data)
+        try:
+            settings = header.refine.with_overrides(
+                steps=steps, sampler=sampler, guidance=guidance, seed=seed, start=start, early_exit=early_exit
+            )
+        except ValueError as exc:
+            raise CodecError(str(exc)) from None
+        latent = self.refine_latent(coarse, header.quality, settings, tile=tile, progress=progress)
+        x = self.decode_pixels(latent, tile, texture=settings.steps > 0)
         return tensor_to_image(x[..., : header.height, : header.width])
+
+    @torch.inference_mode()
+    def refine_latent(
+        self, coarse: torch.Tensor, quality: int, settings: RefineSettings, tile: int = DEFAULT_TILE, progress=None
+    ) -> torch.Tensor:
+        """Coarse latent (1,C,h,w) -> refined latent with the diffusion prior (unchanged if steps 0)."""
+        from .sampling import refine
+
+        if settings.steps == 0:
+            return coarse
+        level = self.check_quality(quality)
+        prior_tile = PRIOR_TILE if tile else 0
+        return refine(self.prior, coarse, level, settings, prior_tile, PRIOR_HALO, PRIOR_OVERLAP, progress)
+
+    @torch.inference_mode()
+    def decode_pixels(self, latent: torch.Tensor, tile: int = DEFAULT_TILE, texture: bool = False) -> torch.Tensor:
+        """Latent (1,C,h,w) -> image tensor (1,3,8h,8w), on overlapping tiles of `tile` px.
+
+        texture=True uses the prior's texture decoder (for refined latents) when it has one.
+        """
+        tile = self.check_tile(tile)
+        f = self.autoencoder.cfg.factor
+        decoder = self.texture_decoder if texture else self.autoencoder.decoder
+        return tile_map(decoder, latent, tile // f, DECODE_OVERLAP, DECODE_HALO, up=f)
+
+    @property
+    def texture_decoder(self) -> torch.nn.Module:
+        """The decoder refined latents are drawn with: the autoencoder decoder with its last
+        layers replaced by the prior's fine-tuned ones (the plain decoder if it ships none)."""
+        if self._texture_decoder is None:
+            k = self.prior.cfg.texture_from
+            if k < 0:
+                self._texture_decoder = self.autoencoder.decoder
+            else:
+                decoder = Decoder(self.autoencoder.cfg)
+                # The early layers are the autoencoder's own modules (shared, not copied).
+                decoder.net = torch.nn.Sequential(*list(self.autoencoder.decoder.net)[:k], *self.prior.texture)
+                self._texture_decoder = decoder.to(self.device).eval()
+        return self._texture_decoder
 
     @torch.inference_mode()
     def decode_latent(self, data: bytes) -> tuple[Header, torch.Tensor]:
@@ -183,6 +314,28 @@ class Codec:
         return header, Symbols(z=z, y=y), params
 
     # -- helpers ---------------------------------------------------------------------
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(1,3,H,W) -> latent (1,C,H/8,W/8), on tiles for large images (flat memory)."""
+        f = self.autoencoder.cfg.factor
+        return tile_map(self.autoencoder.encode, x, ENCODE_TILE, ENCODE_OVERLAP, ENCODE_HALO, down=f)
+
+    @staticmethod
+    def check_tile(tile: int) -> int:
+        """Tile side in px: 0 (no tiling) or a multiple of 64 from 128; CodecError otherwise."""
+        if (
+            isinstance(tile, bool)
+            or not isinstance(tile, (int, np.integer))
+            or not (tile == 0 or (tile >= 128 and tile % PAD_MULTIPLE == 0))
+        ):
+            raise CodecError(f"tile must be 0 (off) or a multiple of {PAD_MULTIPLE} of at least 128, got {tile!r}")
+        return int(tile)
+
+    def _padded(self, image: Image.Image) -> torch.Tensor:
+        """RGB image -> (1,3,H_pad,W_pad) on the device, edges replicated to a multiple of 64."""
+        x = image_to_tensor(image).to(self.device)
+        h, w = x.shape[-2:]
+        return F.pad(x, (0, -w % PAD_MULTIPLE, 0, -h % PAD_MULTIPLE), mode="replicate")
+
     def _encodable(self, image: Image.Image) -> Image.Image:
         """RGB version of `image`, refused if a decoder with our limits would refuse its file."""
         image = to_rgb(image, self.limits.max_pixels)

@@ -19,7 +19,7 @@ import signal
 import sys
 import traceback
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -38,6 +38,9 @@ class Task:
     force: bool
     weights: Path | None
     max_pixels: int
+    refine: dict = field(default_factory=dict)  # RefineSettings overrides (None = file's/level's default)
+    tile: int = 512  # decompress: pixel-decoding tile side (0 = off)
+    prior_weights: Path | None = None
 
 
 def read_bytes(path: Path) -> bytes:
@@ -54,10 +57,11 @@ def process(codec, task: Task, src: Path, dst: Path) -> None:
     if task.verb == "compress":
         from .images import load_image
 
-        data = codec.compress(load_image(src, task.max_pixels), task.quality)
+        refine = codec.default_refine(task.quality).with_overrides(**task.refine)
+        data = codec.compress(load_image(src, task.max_pixels), task.quality, refine)
     else:
         buf = io.BytesIO()
-        codec.decompress(read_bytes(src)).save(buf, "PNG")
+        codec.decompress(read_bytes(src), tile=task.tile, **task.refine).save(buf, "PNG")
         data = buf.getvalue()
     write_atomic(dst, data, task.force)
 
@@ -257,7 +261,7 @@ def _worker_main(conn, task: Task, threads: int) -> None:
         from .api import Codec
 
         torch.set_num_threads(threads)
-        codec = Codec.load(task.weights, max_pixels=task.max_pixels)
+        codec = Codec.load(task.weights, max_pixels=task.max_pixels, prior_weights=task.prior_weights)
     except Exception as exc:
         code = exc.exit_code if isinstance(exc, CodecError) else INTERNAL_ERROR
         try:

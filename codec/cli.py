@@ -1,7 +1,9 @@
 """`dpc`: the command line.
 
     dpc compress IN [-o OUT] [--quality Q] [--force] [--jobs N] [--max-pixels N]
+                 [--steps N --sampler S --guidance G --seed K]   (recorded for the decoder)
     dpc decompress IN.dpc [-o OUT.png] [--force] [--jobs N] [--max-pixels N]
+                 [--steps N --sampler S --guidance G --seed K --tile T]   (override the file's)
     dpc info IN.dpc
     dpc eval DATASET --out RESULTS       (eval/cli.py)
 
@@ -67,12 +69,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", type=Path, help="output file (or folder when IN is a folder)")
     c.add_argument("-q", "--quality", type=int, default=None, help="quality level, 1 = lowest rate (default 3)")
     _common(c)
+    _refine_options(c, "decoder settings to record in the file (default: the level's measured default)")
     c.set_defaults(run=_compress)
 
     d = sub.add_parser("decompress", help=".dpc -> PNG")
     d.add_argument("input", type=Path, help=".dpc file or folder of .dpc files")
     d.add_argument("-o", "--output", type=Path, help="output PNG (or folder when IN is a folder)")
     _common(d)
+    _refine_options(d, "refinement (default: what the file's header records)")
+    d.add_argument(
+        "--tile", type=int, default=512, metavar="T", help="decode pixels in tiles of T px (multiple of 64; 0 = off)"
+    )
     d.set_defaults(run=_decompress)
 
     i = sub.add_parser("info", help="print a .dpc file's header, size and bpp")
@@ -102,6 +109,44 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _refine_options(p: argparse.ArgumentParser, title: str) -> None:
+    from bitstream import SAMPLERS
+
+    g = p.add_argument_group("diffusion refinement", title)
+    g.add_argument("--steps", type=_non_negative, metavar="N", help="refinement steps, 0 = plain decoder (max 100)")
+    g.add_argument("--sampler", choices=SAMPLERS, help="DDIM (eta 0), DPM-Solver++ or UniPC")
+    g.add_argument("--guidance", type=float, metavar="S", help="classifier-free guidance scale (1 = off, max 25.5)")
+    g.add_argument("--seed", type=_non_negative, metavar="K", help="seed of the starting noise")
+    g.add_argument("--start", type=float, metavar="F", help="start at this fraction of the noise schedule (0.01..1)")
+    g.add_argument("--early-exit", type=float, metavar="E", help="stop when a step changes the latent less than E")
+    g.add_argument(
+        "--prior-weights", type=Path, help="diffusion prior weights (.safetensors); default: the shipped ones"
+    )
+
+
+def _refine_overrides(args) -> dict:
+    """The refinement options given on the command line (checked), by RefineSettings field."""
+    from bitstream import RefineSettings
+
+    given = {k: getattr(args, k) for k in ("steps", "sampler", "guidance", "seed", "start", "early_exit")}
+    given = {k: v for k, v in given.items() if v is not None}
+    try:
+        RefineSettings().with_overrides(**given)
+    except ValueError as exc:
+        raise CodecError(str(exc)) from None
+    return given
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -118,16 +163,20 @@ def _compress(args) -> int:
 
     quality = DEFAULT_QUALITY if args.quality is None else args.quality
     codec = _load_codec(args)
-    codec.check_quality(quality)  # reject a bad --quality before touching any file
+    codec.check_quality(quality)  # reject bad options before touching any file
+    refine = _refine_overrides(args)
+    codec.default_refine(quality).with_overrides(**refine)
     jobs = _jobs(args.input, args.output, IMAGE_SUFFIXES, ".dpc")
-    task = Task("compress", quality, args.force, args.weights, args.max_pixels)
+    task = Task("compress", quality, args.force, args.weights, args.max_pixels, refine, 0, args.prior_weights)
     return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
 
 
 def _decompress(args) -> int:
     codec = _load_codec(args)
+    refine = _refine_overrides(args)
+    codec.check_tile(args.tile)
     jobs = _jobs(args.input, args.output, {".dpc"}, ".png")
-    task = Task("decompress", 0, args.force, args.weights, args.max_pixels)
+    task = Task("decompress", 0, args.force, args.weights, args.max_pixels, refine, args.tile, args.prior_weights)
     return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
 
 
@@ -145,7 +194,13 @@ def _info(args) -> int:
     print(f"quality:         {h.quality}")
     print(f"bytes:           {len(data)} (header and trailer {container.overhead_bytes})")
     print(f"bpp:             {len(data) * 8 / pixels:.4f}")
-    print(f"decoder hints:   {h.hints.hex() or 'none'}")
+    r = h.refine
+    if r.steps:
+        extra = f", start {r.start:g}, early exit {r.early_exit:g}" if r.start != 1 or r.early_exit else ""
+        refine = f"{r.steps} steps, {r.sampler}, guidance {r.guidance:g}, seed {r.seed}{extra}"
+    else:
+        refine = "none (plain decoder)"
+    print(f"refinement:      {refine}")
     return 0
 
 
@@ -153,7 +208,7 @@ def _info(args) -> int:
 def _load_codec(args):
     from .api import Codec
 
-    return Codec.load(args.weights, max_pixels=args.max_pixels)
+    return Codec.load(args.weights, max_pixels=args.max_pixels, prior_weights=getattr(args, "prior_weights", None))
 
 
 def _jobs(src: Path, out: Path | None, suffixes: set[str], new_suffix: str) -> list[tuple[Path, Path]]:

@@ -25,9 +25,12 @@ from safetensors.torch import save_file
 from .autoencoder import AutoencoderConfig, LatentAutoencoder
 from .compressor import CompressorConfig, HyperpriorCompressor
 from .errors import ModelFileError
+from .prior import LatentPrior, PriorBundle, PriorConfig
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "dpc-v1.safetensors"
+DEFAULT_PRIOR_WEIGHTS = Path(__file__).parent / "weights" / "dpc-prior-v1.safetensors"
 FORMAT_TAG = "dpcodec-weights-1"
+PRIOR_FORMAT_TAG = "dpcodec-prior-1"
 # Buffers whose shape is only known once the tables are computed.
 _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
@@ -69,7 +72,11 @@ def save_model(path: Path, autoencoder: LatentAutoencoder, compressor: Hyperprio
         "compressor": json.dumps(asdict(compressor.cfg)),
         "info": json.dumps(info),
     }
-    path = Path(path)
+    return _write_weights(Path(path), tensors, metadata)
+
+
+def _write_weights(path: Path, tensors: dict, metadata: dict) -> str:
+    """Write safetensors atomically plus its `.sha256` record; return the digest."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
@@ -79,15 +86,48 @@ def save_model(path: Path, autoencoder: LatentAutoencoder, compressor: Hyperprio
     return digest
 
 
-def load_model(path: Path | str | None = None) -> ModelBundle:
-    """Load a weight file; raises ModelFileError with a one-line reason if it is unusable."""
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+def _read_weights(path: Path, default: Path) -> tuple[bytes, str]:
+    """Bytes and SHA-256 of a weight file, checked against its record (required for `default`)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ModelFileError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
     digest = hashlib.sha256(raw).hexdigest()
-    _check_digest(path, digest, required=path == DEFAULT_WEIGHTS)
+    _check_digest(path, digest, required=path == default)
+    return raw, digest
+
+
+def save_prior(path: Path, prior: LatentPrior, info: dict) -> str:
+    """Write the diffusion prior's parameters in float16 with its config; return the sha256."""
+    round_to_half(prior)
+    tensors = {name: t.detach().cpu().contiguous().half() for name, t in prior.state_dict().items()}
+    metadata = {"format": PRIOR_FORMAT_TAG, "prior": json.dumps(prior.cfg.to_dict()), "info": json.dumps(info)}
+    return _write_weights(Path(path), tensors, metadata)
+
+
+def load_prior(path: Path | str | None = None) -> PriorBundle:
+    """Load a diffusion-prior weight file; ModelFileError with a one-line reason if unusable."""
+    path = Path(path) if path is not None else DEFAULT_PRIOR_WEIGHTS
+    raw, digest = _read_weights(path, DEFAULT_PRIOR_WEIGHTS)
+    try:
+        tensors = load_safetensors_bytes(raw)
+        metadata = _metadata(raw)
+        if metadata.get("format") != PRIOR_FORMAT_TAG:
+            raise ValueError("not a dpcodec diffusion-prior weight file")
+        prior = LatentPrior(PriorConfig.from_dict(json.loads(metadata["prior"])))
+        prior.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+        prior.eval().requires_grad_(False)
+        info = json.loads(metadata.get("info", "{}"))
+    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFileError(f"unusable weight file {path}: {reason}") from None
+    return PriorBundle(prior, digest, info)
+
+
+def load_model(path: Path | str | None = None) -> ModelBundle:
+    """Load a weight file; raises ModelFileError with a one-line reason if it is unusable."""
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    raw, digest = _read_weights(path, DEFAULT_WEIGHTS)
     try:
         tensors = load_safetensors_bytes(raw)
         metadata = _metadata(raw)
@@ -140,3 +180,21 @@ def _resize_table_buffers(module: torch.nn.Module, state: dict) -> None:
         owner, _, attr = name.rpartition(".")
         if attr in _TABLE_BUFFERS:
             module.get_submodule(owner).register_buffer(attr, torch.empty_like(tensor))
+
+
+def read_prior_config(path: Path | str | None = None) -> PriorConfig:
+    """The config of a prior weight file, from its metadata alone (no network is built)."""
+    path = Path(path) if path is not None else DEFAULT_PRIOR_WEIGHTS
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n <= 1 << 24:
+                raise ValueError("bad safetensors header")
+            metadata = json.loads(f.read(n)).get("__metadata__", {})
+        if metadata.get("format") != PRIOR_FORMAT_TAG:
+            raise ValueError("not a dpcodec diffusion-prior weight file")
+        return PriorConfig.from_dict(json.loads(metadata["prior"]))
+    except OSError as exc:
+        raise ModelFileError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"unusable weight file {path}: {str(exc).splitlines()[0]}") from None

@@ -1,10 +1,12 @@
 """Compress/decompress time for one image on this machine (a benchmark, not a test).
 
-    python scripts/benchmark.py ../shared/data/kodak/kodim23.png --repeats 5
+    python scripts/benchmark.py ../shared/data/kodak/kodim23.png --repeats 5 --steps 4
 
 Reports the median in-process time of Codec.compress and Codec.decompress
-after a warm-up, the one-off model load, and the wall time of the `dpc`
-commands (which add Python and torch start-up) for the same image.
+after a warm-up (decompress with --steps refinement steps, default: what the file
+records), split into its stages (entropy decoding, refinement, pixel decoding),
+the one-off model load, and the wall time of the `dpc` commands (which add
+Python and torch start-up) for the same image.
 """
 
 import argparse
@@ -48,6 +50,7 @@ def main() -> None:
     ap.add_argument("image", type=Path)
     ap.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, help="refinement steps (default: the file's)")
     ap.add_argument("--no-cli", action="store_true", help="skip timing the dpc commands")
     args = ap.parse_args()
 
@@ -56,7 +59,11 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     image = load_image(args.image)
     enc_s, data = timed(lambda: codec.compress(image, args.quality), args.repeats)
-    dec_s, _ = timed(lambda: codec.decompress(data), args.repeats)
+    settings = codec.read_header(data).refine.with_overrides(steps=args.steps)
+    dec_s, _ = timed(lambda: codec.decompress(data, steps=settings.steps), args.repeats)
+    entropy_s, (_, coarse) = timed(lambda: codec.decode_latent(data), args.repeats)
+    refine_s, latent = timed(lambda: codec.refine_latent(coarse, args.quality, settings), args.repeats)
+    pixels_s, _ = timed(lambda: codec.decode_pixels(latent), args.repeats)
 
     print(
         f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
@@ -64,13 +71,22 @@ def main() -> None:
     print(f"image: {args.image.name} {image.width}x{image.height}, quality {args.quality}, {len(data)} bytes")
     print(f"model load: {load_s:.2f} s")
     print(f"compress (median of {args.repeats}):   {enc_s:.3f} s")
-    print(f"decompress (median of {args.repeats}): {dec_s:.3f} s")
+    print(
+        f"decompress (median of {args.repeats}): {dec_s:.3f} s with {settings.steps} {settings.sampler} steps"
+        f" (guidance {settings.guidance:g})"
+    )
+    print(f"  entropy decoding to the coarse latent: {entropy_s:.3f} s")
+    print(f"  refinement ({settings.steps} steps):          {refine_s:.3f} s")
+    print(f"  pixel decoding (tiled):                {pixels_s:.3f} s")
     if not args.no_cli:
         with tempfile.TemporaryDirectory() as tmp:
             dpc = [sys.executable, "-m", "codec.cli"]
             for name, cmd in (
                 ("dpc compress", [*dpc, "compress", str(args.image), "-o", f"{tmp}/a.dpc", "-q", str(args.quality)]),
-                ("dpc decompress", [*dpc, "decompress", f"{tmp}/a.dpc", "-o", f"{tmp}/a.png"]),
+                (
+                    "dpc decompress",
+                    [*dpc, "decompress", f"{tmp}/a.dpc", "-o", f"{tmp}/a.png", "--steps", str(settings.steps)],
+                ),
             ):
                 t0 = time.perf_counter()
                 subprocess.run(cmd, check=True)

@@ -114,7 +114,8 @@ def make_seeds(codec: Codec, sizes=SEED_SIZES, qualities=None) -> list[SeedFile]
         for quality in qualities:
             seeds.append(seed_from_bytes(codec, f"{width}x{height}-q{quality}", codec.compress(image, quality)))
     c = read_container(seeds[len(seeds) // 2].data)
-    hinted = Container(replace(c.header, hints=b"fuzz-hints"), c.z_data, c.y_data, c.symbol_check)
+    # Version 1 files may carry opaque hints, which readers keep and ignore.
+    hinted = Container(replace(c.header, hints=b"fuzz-hints", version=1), c.z_data, c.y_data, c.symbol_check)
     seeds.append(seed_from_bytes(codec, seeds[len(seeds) // 2].name + "-hints", write_container(hinted)))
     return seeds
 
@@ -164,7 +165,17 @@ class RawFields:
     def of(cls, data: bytes) -> "RawFields":
         c = read_container(data)
         h = c.header
-        return cls(h.model_id, h.width, h.height, h.quality, c.z_data, c.y_data, c.symbol_check, hints=h.hints)
+        return cls(
+            h.model_id,
+            h.width,
+            h.height,
+            h.quality,
+            c.z_data,
+            c.y_data,
+            c.symbol_check,
+            version=h.version,
+            hints=h.hints,
+        )
 
     def build(self, crc: bool = True) -> bytes:
         flag = bool(self.hints) if self.hints_flag is None else self.hints_flag
@@ -340,7 +351,7 @@ class CaseMaker:
             elif what == "varint":
                 f.width_pad, f.height_pad = rng.choice([(1, 0), (0, 2), (3, 3), (4, 0)])
             elif what == "version":
-                f.version = rng.choice([0, 2, 255])
+                f.version = rng.choice([0, 1, 2, 3, 255])
             elif what == "magic":
                 f.magic = rng.choice([b"DQ", b"PD", b"dp", rng.randbytes(2)])
         return f.build(crc=rng.random() < CRC_FIX_RATE)

@@ -1,7 +1,10 @@
 """The README's Kodak table: per quality level, mean bpp (file bytes), PSNR and
 MS-SSIM, beside JPEG (Pillow) at the same bpp per image.
 
-    python scripts/kodak_table.py ../shared/data/kodak --json out/kodak_table.json
+    python scripts/kodak_table.py ../shared/data/kodak --json out/kodak_table.json [--steps 0]
+
+Files carry each level's default refinement; --steps N decodes them with N steps
+instead (0 = the plain decoder, the codec without its diffusion prior).
 
 JPEG is matched per image by interpolating between the two Pillow qualities
 whose file sizes bracket our file size. Where JPEG cannot go that low (its
@@ -33,6 +36,7 @@ def main() -> None:
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--weights", type=Path)
     ap.add_argument("--json", type=Path, help="write per-image results here")
+    ap.add_argument("--steps", type=int, help="refinement steps to decode with (default: what each file records)")
     args = ap.parse_args()
 
     codec = Codec.load(args.weights)
@@ -43,7 +47,7 @@ def main() -> None:
         ceiling.append(autoencoder_only(codec, image))
         for q in codec.qualities:
             data = codec.compress(image, q)
-            decoded = codec.decompress(data)
+            decoded = codec.decompress(data, steps=args.steps)
             bpp = bits_per_pixel(len(data), image)
             jpeg = jpeg_at_bpp(image, bpp)
             rows.append(

@@ -48,7 +48,7 @@ def huge_header_file(data: bytes) -> bytes:
     return write_container(Container(Header(10**6, 10**6, h.quality, h.model_id), c.z_data, c.y_data, c.symbol_check))
 
 
-def version_file(data: bytes, version: int = 2) -> bytes:
+def version_file(data: bytes, version: int = 3) -> bytes:
     return with_crc(data[:VERSION_BYTE] + bytes([version]) + data[VERSION_BYTE + 1 :])
 
 
@@ -128,7 +128,7 @@ def test_a_header_claiming_10_6_by_10_6_pixels_is_refused_quickly_without_alloca
     assert peak < 1 << 20  # far below even one float per claimed pixel
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_an_unsupported_version_byte_is_an_unsupported_version_error(codec, small_dpc, version):
     with pytest.raises(UnsupportedVersionError, match=str(version)):
         codec.decompress(version_file(small_dpc, version))
@@ -185,12 +185,12 @@ def test_load_image_refuses_an_image_over_the_pixel_limit(tmp_path):
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-def _bad_dpc(make):
+def _bad_dpc(make, *extra):
     """Case builder: write make(real_file) as in/x.dpc and decompress it into out/."""
 
     def build(tmp_path, small_dpc):
         (tmp_path / "in" / "x.dpc").write_bytes(make(small_dpc))
-        return ["decompress", tmp_path / "in" / "x.dpc", "-o", tmp_path / "out" / "x.png"]
+        return ["decompress", tmp_path / "in" / "x.dpc", "-o", tmp_path / "out" / "x.png", *extra]
 
     return build
 
@@ -247,6 +247,15 @@ CLI_CASES = {
     "missing image": (_bad_image(None), ImageReadError),
     "quality 0": (_bad_image(GOOD_PNG, "-q", "0"), CodecError),
     "quality 7": (_bad_image(GOOD_PNG, "--quality", "7"), CodecError),
+    "101 refinement steps": (_bad_dpc(lambda d: d, "--steps", "101"), CodecError),
+    "guidance 30": (_bad_dpc(lambda d: d, "--guidance", "30"), CodecError),
+    "start 0": (_bad_dpc(lambda d: d, "--start", "0"), CodecError),
+    "tile 100": (_bad_dpc(lambda d: d, "--tile", "100"), CodecError),
+    "compress recording 101 steps": (_bad_image(GOOD_PNG, "--steps", "101"), CodecError),
+    "version 2 hints with an unknown sampler": (
+        _bad_dpc(lambda d: with_crc(d[:10] + b"\x07" + d[11:])),  # hints: steps at 9, sampler at 10
+        BitstreamError,
+    ),
 }
 
 

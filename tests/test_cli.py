@@ -212,3 +212,49 @@ def test_folder_inputs_sharing_a_stem_never_silently_replace_each_others_output(
 
     outputs = tree(tmp_path / "packed")
     assert r.code != 0 or len(outputs) == 2, (r.code, outputs, r.err.strip().splitlines()[-1])
+
+
+def test_refinement_options_are_recorded_by_compress_overridden_by_decompress_and_shown_by_info(dpc, photo):
+    folder = photo.parent
+    r = dpc("compress", photo, "-q", "1", "--steps", "3", "--sampler", "unipc", "--guidance", "2", "--seed", "9")
+    assert r.code == 0, r.err
+    r = dpc("info", folder / "photo.dpc")
+    assert re.search(r"^format version:\s+2$", r.out, re.M), r.out
+    assert re.search(r"^refinement:\s+3 steps, unipc, guidance 2, seed 9$", r.out, re.M), r.out
+
+    r = dpc("decompress", folder / "photo.dpc", "-o", folder / "a.png")
+    assert r.code == 0, r.err
+    r = dpc(
+        "decompress",
+        folder / "photo.dpc",
+        "-o",
+        folder / "b.png",
+        "--steps",
+        "3",
+        "--sampler",
+        "unipc",
+        "--guidance",
+        "2",
+        "--seed",
+        "9",
+        "--tile",
+        "0",
+    )
+    assert r.code == 0, r.err
+    a, b = np.asarray(Image.open(folder / "a.png")), np.asarray(Image.open(folder / "b.png"))
+    assert np.array_equal(a, b)  # no options = exactly what the header records
+    r = dpc("decompress", folder / "photo.dpc", "-o", folder / "c.png", "--steps", "0")
+    assert r.code == 0, r.err
+    assert not np.array_equal(a, np.asarray(Image.open(folder / "c.png")))
+
+
+def test_compress_with_steps_0_records_the_plain_decoder(dpc, photo):
+    assert dpc("compress", photo, "--steps", "0").code == 0
+    r = dpc("info", photo.with_suffix(".dpc"))
+    assert re.search(r"^refinement:\s+none \(plain decoder\)$", r.out, re.M), r.out
+
+
+def test_an_unknown_sampler_is_a_usage_error(dpc, photo, capsys):
+    with pytest.raises(SystemExit) as exc:
+        dpc("decompress", photo, "--sampler", "euler")
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err

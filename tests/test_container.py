@@ -4,24 +4,48 @@ Layout: magic "DP" | version | model id (2) | width varint | height varint | fla
 | [hints length | hints] | z length varint | z | y | symbol check (2) | CRC-16 (2).
 """
 
+from dataclasses import replace
+
 import pytest
 from helpers import with_crc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitstream import BitstreamLimits, Container, Header, read_container, read_header, write_container
+from bitstream import (
+    SAMPLERS,
+    BitstreamLimits,
+    Container,
+    Header,
+    RefineSettings,
+    pack_hints,
+    read_container,
+    read_header,
+    write_container,
+)
 from codec.errors import BitstreamError, ImageTooLargeError, UnsupportedVersionError
 
 # Generous enough for any 16-bit size: the round trip is about the format, not the size guard.
 NO_PIXEL_LIMIT = BitstreamLimits(max_pixels=1 << 32)
 
-headers = st.builds(
-    Header,
+refine_settings = st.builds(
+    RefineSettings,
+    steps=st.integers(0, 100),
+    sampler=st.sampled_from(SAMPLERS),
+    guidance=st.integers(0, 255).map(lambda g: g / 10),
+    seed=st.integers(0, (1 << 28) - 1),
+    start=st.integers(1, 100).map(lambda p: p / 100),
+    early_exit=st.integers(0, 255).map(lambda e: e / 1000),
+)
+_fields = dict(
     width=st.integers(1, 65535),
     height=st.integers(1, 65535),
     quality=st.integers(1, 127),
     model_id=st.integers(0, 65535),
-    hints=st.binary(max_size=64),
+)
+headers = st.one_of(
+    # Version 1: hints are opaque bytes that readers keep. Version 2: packed RefineSettings.
+    st.builds(Header, **_fields, hints=st.binary(max_size=64), version=st.just(1)),
+    st.builds(Header, **_fields, hints=st.one_of(st.just(b""), refine_settings.map(pack_hints)), version=st.just(2)),
 )
 containers = st.builds(
     Container,
@@ -54,9 +78,11 @@ def test_default_limits_refuse_exactly_the_headers_over_the_pixel_limit(c):
 
 
 @pytest.mark.parametrize("z_len", [0, 60, 127])
-def test_a_768x512_file_with_a_small_z_section_spends_at_most_16_bytes_outside_the_payload(z_len):
-    c = Container(Header(768, 512, quality=3, model_id=0x9197), b"\x5a" * z_len, b"\xa5" * 3000, 0x1234)
-    assert c.overhead_bytes <= 16
+def test_a_768x512_file_with_a_small_z_section_spends_at_most_20_bytes_outside_the_payload(z_len):
+    hints = pack_hints(RefineSettings(steps=4, sampler="dpmpp", guidance=2.0))
+    c = Container(Header(768, 512, quality=3, model_id=0x9197, hints=hints), b"\x5a" * z_len, b"\xa5" * 3000, 0x1234)
+    assert c.overhead_bytes <= 20
+    assert Container(replace(c.header, hints=b""), c.z_data, c.y_data, 0).overhead_bytes == c.overhead_bytes - 4
     assert len(write_container(c)) == z_len + 3000 + c.overhead_bytes
 
 
@@ -73,7 +99,7 @@ def test_hints_cost_their_length_plus_one_byte():
 
 
 def test_the_header_can_be_read_without_parsing_the_payload():
-    c = Container(Header(640, 480, quality=5, model_id=0xBEEF, hints=b"cfg"), b"zz", b"yyy", 7)
+    c = Container(Header(640, 480, quality=5, model_id=0xBEEF, hints=b"\x04\x01\x14"), b"zz", b"yyy", 7)
     header, _ = read_header(write_container(c))
     assert header == c.header
 
@@ -117,7 +143,7 @@ def test_the_pixel_limit_is_inclusive():
 
 
 def test_a_newer_format_version_is_refused_as_unsupported():
-    data = write_container(Container(Header(8, 8, 1, 1, version=2), b"", b"", 0))
+    data = write_container(Container(Header(8, 8, 1, 1, version=3), b"", b"", 0))
     with pytest.raises(UnsupportedVersionError):
         read_container(data)
 
