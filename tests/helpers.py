@@ -60,3 +60,20 @@ def make_textured(width: int = 128, height: int = 96) -> Image.Image:
 
     small = transform.resize(data.astronaut(), (height, width), anti_aliasing=True)
     return Image.fromarray(np.round(small * 255).astype(np.uint8), "RGB")
+
+
+def representable_refine_settings():
+    """Hypothesis strategy: RefineSettings whose values the 3/6-9-byte decoder hints hold exactly."""
+    from hypothesis import strategies as st
+
+    from bitstream import SAMPLERS, RefineSettings
+
+    return st.builds(
+        RefineSettings,
+        steps=st.integers(0, 100),
+        sampler=st.sampled_from(SAMPLERS),
+        guidance=st.integers(0, 255).map(lambda g: g / 10),
+        seed=st.integers(0, (1 << 28) - 1),
+        start=st.integers(1, 100).map(lambda p: p / 100),
+        early_exit=st.integers(0, 255).map(lambda e: e / 1000),
+    )

@@ -7,12 +7,11 @@ Layout: magic "DP" | version | model id (2) | width varint | height varint | fla
 from dataclasses import replace
 
 import pytest
-from helpers import with_crc
+from helpers import representable_refine_settings, with_crc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitstream import (
-    SAMPLERS,
     BitstreamLimits,
     Container,
     Header,
@@ -27,15 +26,7 @@ from codec.errors import BitstreamError, ImageTooLargeError, UnsupportedVersionE
 # Generous enough for any 16-bit size: the round trip is about the format, not the size guard.
 NO_PIXEL_LIMIT = BitstreamLimits(max_pixels=1 << 32)
 
-refine_settings = st.builds(
-    RefineSettings,
-    steps=st.integers(0, 100),
-    sampler=st.sampled_from(SAMPLERS),
-    guidance=st.integers(0, 255).map(lambda g: g / 10),
-    seed=st.integers(0, (1 << 28) - 1),
-    start=st.integers(1, 100).map(lambda p: p / 100),
-    early_exit=st.integers(0, 255).map(lambda e: e / 1000),
-)
+refine_settings = representable_refine_settings()
 _fields = dict(
     width=st.integers(1, 65535),
     height=st.integers(1, 65535),

@@ -1,11 +1,10 @@
 """Decoder hints (bitstream/hints.py): the refinement settings a version-2 header carries."""
 
 import pytest
+from helpers import representable_refine_settings
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from bitstream import (
-    SAMPLERS,
     Container,
     Header,
     RefineSettings,
@@ -16,15 +15,7 @@ from bitstream import (
 )
 from codec.errors import BitstreamError
 
-representable = st.builds(
-    RefineSettings,
-    steps=st.integers(0, 100),
-    sampler=st.sampled_from(SAMPLERS),
-    guidance=st.integers(0, 255).map(lambda g: g / 10),
-    seed=st.integers(0, (1 << 28) - 1),
-    start=st.integers(1, 100).map(lambda p: p / 100),
-    early_exit=st.integers(0, 255).map(lambda e: e / 1000),
-)
+representable = representable_refine_settings()
 
 
 @settings(max_examples=300, deadline=None)
