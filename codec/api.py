@@ -81,6 +81,7 @@ class Codec:
         self.bundle = bundle
         self.prior_weights = prior_weights if prior_weights is not None else DEFAULT_PRIOR_WEIGHTS
         self._prior: LatentPrior | None = None  # loaded on first refinement
+        self._prior_cfg = None  # its config, read once from the file's metadata
         self._texture_decoder: torch.nn.Module | None = None
         self.device = torch.device(device)
         self.limits = limits or BitstreamLimits()
@@ -111,7 +112,9 @@ class Codec:
         """The refinement compress() writes into a file of this quality (measured per level,
         recorded in the prior's weight file)."""
         level = self.check_quality(quality)
-        cfg = self._prior.cfg if self._prior is not None else read_prior_config(self.prior_weights)
+        if self._prior_cfg is None:
+            self._prior_cfg = self._prior.cfg if self._prior is not None else read_prior_config(self.prior_weights)
+        cfg = self._prior_cfg
         return RefineSettings(
             steps=cfg.default_steps[level], sampler=cfg.default_sampler, guidance=cfg.default_guidance
         )

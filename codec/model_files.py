@@ -14,6 +14,7 @@ producing other numbers; the shipped weights must always have it.
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,16 @@ def _read_weights(path: Path, default: Path) -> tuple[bytes, str]:
     return raw, digest
 
 
+@contextmanager
+def _reading(path: Path):
+    """Turn whatever a malformed file raises while being parsed into a one-line ModelFileError."""
+    try:
+        yield
+    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFileError(f"unusable weight file {path}: {reason}") from None
+
+
 def save_prior(path: Path, prior: LatentPrior, info: dict) -> str:
     """Write the diffusion prior's parameters in float16 with its config; return the sha256."""
     round_to_half(prior)
@@ -109,7 +120,7 @@ def load_prior(path: Path | str | None = None) -> PriorBundle:
     """Load a diffusion-prior weight file; ModelFileError with a one-line reason if unusable."""
     path = Path(path) if path is not None else DEFAULT_PRIOR_WEIGHTS
     raw, digest = _read_weights(path, DEFAULT_PRIOR_WEIGHTS)
-    try:
+    with _reading(path):
         tensors = load_safetensors_bytes(raw)
         metadata = _metadata(raw)
         if metadata.get("format") != PRIOR_FORMAT_TAG:
@@ -118,9 +129,6 @@ def load_prior(path: Path | str | None = None) -> PriorBundle:
         prior.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
         prior.eval().requires_grad_(False)
         info = json.loads(metadata.get("info", "{}"))
-    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelFileError(f"unusable weight file {path}: {reason}") from None
     return PriorBundle(prior, digest, info)
 
 
@@ -128,7 +136,7 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
     """Load a weight file; raises ModelFileError with a one-line reason if it is unusable."""
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     raw, digest = _read_weights(path, DEFAULT_WEIGHTS)
-    try:
+    with _reading(path):
         tensors = load_safetensors_bytes(raw)
         metadata = _metadata(raw)
         if metadata.get("format") != FORMAT_TAG:
@@ -144,9 +152,6 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
             module.load_state_dict(state, strict=True)
             module.eval().requires_grad_(False)
         info = json.loads(metadata.get("info", "{}"))
-    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelFileError(f"unusable weight file {path}: {reason}") from None
     return ModelBundle(autoencoder, compressor, model_id_from_sha256(digest), digest, info)
 
 

@@ -99,11 +99,6 @@ class LatentPrior(nn.Module):
         if cfg.texture_from >= 0:
             self.texture = texture_layers(cfg)
 
-    @property
-    def multiple(self) -> int:
-        """Latent sides must be multiples of this (the UNet halves them len(widths)-1 times)."""
-        return 2 ** (len(self.cfg.widths) - 1)
-
     def condition(self, coarse: Tensor) -> Tensor:
         """Coarse latent (B,C,h,w) -> the UNet's condition channels (unit-variance scale)."""
         return coarse / self.cfg.latent_scale

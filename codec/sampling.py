@@ -58,7 +58,7 @@ def refine(
     overlap: int = 16,
     progress=None,
 ) -> Tensor:
-    """coarse latent (1,C,h,w) -> refined latent (1,C,h,w); h, w multiples of prior.multiple.
+    """coarse latent (1,C,h,w) -> refined latent (1,C,h,w); h, w multiples of 2^(len(widths)-1).
 
     `tile` > 0 runs the UNet on overlapping latent tiles of that size (each with `halo`
     latent px of context) whenever the latent is larger; `progress(i)` is called per step.

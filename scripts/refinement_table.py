@@ -17,6 +17,7 @@ import io
 import itertools
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,7 @@ def main() -> None:
                 true_latent = codec.latent_pairs(original, [level])[0] if args.oracle else None
                 for s, texture in todo:
                     oracle, key = s is ORACLE, key_of(path.name, level, s, texture)
-                    s = RefineSettings(**{**s.__dict__, "seed": args.seed})
+                    s = replace(s, seed=args.seed)
                     steps_run = []
                     t0 = time.perf_counter()
                     if oracle:
@@ -195,23 +196,10 @@ def summary(csv_path: Path, levels=None) -> str:
                 f"{mean(rs, 'seconds'):.2f}",
             ]
         )
-    header = [
-        "level",
-        "decoder",
-        "sampler",
-        "steps",
-        "guidance",
-        "start",
-        "early exit",
-        "images",
-        "bpp",
-        "PSNR (dB)",
-        "MS-SSIM",
-        "spectral gap",
-        "gap vs plain",
-        "steps run",
-        "decode s",
-    ]
+    label = {"early_exit": "early exit", "psnr": "PSNR (dB)", "msssim": "MS-SSIM", "spectral_gap": "spectral gap",
+             "steps_run": "steps run", "seconds": "decode s"}  # fmt: skip
+    header = [label.get(f, f) for f in KEY[1:]] + ["images"] + [label.get(f, f) for f in FIELDS[len(KEY) :]]
+    header.insert(header.index("spectral gap") + 1, "gap vs plain")
     # Columns that are the same on every row (e.g. start 1, early exit 0) are left out.
     keep = [i for i in range(len(header)) if i in (0, 8) or len({row[i] for row in table}) > 1]
     lines = ["| " + " | ".join(header[i] for i in keep) + " |", "|" + "---|" * len(keep)]

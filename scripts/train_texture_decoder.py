@@ -53,6 +53,9 @@ def main() -> None:
     ap.add_argument("--head-from", type=Path, help="take the trained head from this prior file (no training)")
     ap.add_argument("--head-init", type=Path, help="continue training the head stored in this prior file")
     args = ap.parse_args()
+    if args.head_from:
+        graft(args.prior, args.head_from, args.out or args.prior)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -73,11 +76,6 @@ def main() -> None:
         head.load_state_dict(donor.prior.texture.state_dict())
         previous = donor.info.get("texture")
     head.train().requires_grad_(True)
-    if args.head_from:  # graft a head trained beside another prior (the head never sees the UNet)
-        donor = load_prior(args.head_from).prior
-        cfg = replace(cfg, texture_from=donor.cfg.texture_from)
-        head = donor.texture
-        args.seconds = 0
     lpips = LPIPSMetric.load(args.metric_weights).model.eval().requires_grad_(False)
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=0.0)
     print(
@@ -96,10 +94,9 @@ def main() -> None:
             xs.append(torch.from_numpy(px.astype(np.float32) / 255).permute(2, 0, 1))
         return torch.stack(zs), torch.stack(xs)
 
-    if not args.head_from:
-        args.log.parent.mkdir(parents=True, exist_ok=True)
-        log = csv.writer(open(args.log, "w", newline=""))
-        log.writerow(["step", "seconds", "mse", "lpips"])
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    log = csv.writer(open(args.log, "w", newline=""))
+    log.writerow(["step", "seconds", "mse", "lpips"])
     t0, step, acc = time.time(), 0, []
     while (elapsed := time.time() - t0) < args.seconds:
         for g in opt.param_groups:
@@ -124,11 +121,9 @@ def main() -> None:
     prior = bundle.prior
     prior.cfg = cfg
     prior.texture = head.eval().requires_grad_(False)
-    texture_info = load_prior(args.head_from).info.get("texture") if args.head_from else None
     info = dict(
         bundle.info,
-        texture=texture_info
-        or dict(
+        texture=dict(
             steps=step,
             seconds=round(time.time() - t0),
             lpips=args.lpips,
@@ -141,6 +136,19 @@ def main() -> None:
     )
     digest = save_prior(args.out or args.prior, prior, info)
     print(f"{step} steps -> {args.out or args.prior} (sha256 {digest[:16]})")
+
+
+def graft(prior_path: Path, donor_path: Path, out: Path) -> None:
+    """Give the prior at prior_path the texture decoder trained beside another prior (the
+    head never sees the UNet, so it does not depend on which one), with its training record."""
+    bundle, donor = load_prior(prior_path), load_prior(donor_path)
+    prior = bundle.prior
+    prior.cfg = replace(
+        prior.cfg, texture_from=donor.prior.cfg.texture_from, texture_widths=donor.prior.cfg.texture_widths
+    )
+    prior.texture = donor.prior.texture
+    digest = save_prior(out, prior, dict(bundle.info, texture=donor.info.get("texture")))
+    print(f"texture decoder of {donor_path} -> {out} (sha256 {digest[:16]})")
 
 
 if __name__ == "__main__":
