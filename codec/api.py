@@ -46,6 +46,7 @@ from .errors import BitstreamError, CodecError, DecoderDesyncError, ImageTooLarg
 from .images import image_to_tensor, tensor_to_image, to_rgb
 from .model_files import DEFAULT_PRIOR_WEIGHTS, ModelBundle, load_model, load_prior, read_prior_config
 from .prior import LatentPrior
+from .runtime import Runner, RunOptions, on_device, prepare, set_attention
 from .tiling import tile_map
 
 PAD_MULTIPLE = 64  # autoencoder 8 x compressor 2 x hyperprior 4
@@ -77,16 +78,23 @@ class Codec:
         device: str = "cpu",
         limits: BitstreamLimits | None = None,
         prior_weights=None,
+        options: RunOptions | None = None,
+        int8_table=None,
     ):
+        """`options` (codec/runtime.py) say how decoding runs; without them, fp32 on `device`."""
         self.bundle = bundle
         self.prior_weights = prior_weights if prior_weights is not None else DEFAULT_PRIOR_WEIGHTS
+        self.options = options if options is not None else RunOptions(device=str(device))
+        self.int8_table = int8_table
         self._prior: LatentPrior | None = None  # loaded on first refinement
         self._prior_cfg = None  # its config, read once from the file's metadata
+        self._prior_sha256 = ""
         self._texture_decoder: torch.nn.Module | None = None
-        self.device = torch.device(device)
+        self._runners: dict[str, Runner] = {}  # decoding models as they run: prior, texture, plain
+        self.device = torch.device(self.options.device)
         self.limits = limits or BitstreamLimits()
-        self.autoencoder = bundle.autoencoder.to(self.device)
-        self.compressor = bundle.compressor.to(self.device)
+        self.autoencoder = bundle.autoencoder.to(self.options.home)
+        self.compressor = bundle.compressor.to(self.options.home)
         # The entropy parameters decide how every y symbol is decoded, so encoder and
         # decoder must derive the same table indexes from z. They are computed on the
         # CPU in float64 whatever `device` is: a GPU's convolutions (TF32 by default)
@@ -96,17 +104,77 @@ class Codec:
         self._y_tables = self.compressor.y_tables()
 
     @classmethod
-    def load(cls, weights=None, device: str = "cpu", max_pixels: int | None = None, prior_weights=None) -> "Codec":
-        """Load the shipped weights (or given .safetensors files: codec, diffusion prior)."""
+    def load(
+        cls,
+        weights=None,
+        device: str = "cpu",
+        max_pixels: int | None = None,
+        prior_weights=None,
+        *,
+        dtype: str = "fp32",
+        int8: bool = False,
+        offload: bool = False,
+        compile: bool = False,
+        channels_last: bool = False,
+        attention: str = "sdpa",
+        int8_table=None,
+    ) -> "Codec":
+        """Load the shipped weights (or given .safetensors files: codec, diffusion prior).
+
+        The keywords after `prior_weights` are the deployment options of codec/runtime.py
+        (dtype "fp32"/"fp16"/"bf16", int8, offload, compile, channels_last, attention
+        "sdpa"/"eager"); `int8_table`: another INT8 calibration table than the shipped one.
+        """
+        options = RunOptions(
+            device=str(device),
+            dtype=dtype,
+            int8=int8,
+            offload=offload,
+            compile=compile,
+            channels_last=channels_last,
+            attention=attention,
+        )
         limits = BitstreamLimits() if max_pixels is None else BitstreamLimits(max_pixels=max_pixels)
-        return cls(load_model(weights), device=device, limits=limits, prior_weights=prior_weights)
+        codec = cls(load_model(weights), limits=limits, prior_weights=prior_weights, options=options)
+        codec.int8_table = int8_table
+        return codec
 
     @property
     def prior(self) -> LatentPrior:
-        """The diffusion prior (loaded from `prior_weights` on first use)."""
+        """The diffusion prior as loaded (fp32; loaded from `prior_weights` on first use)."""
         if self._prior is None:
-            self._prior = load_prior(self.prior_weights).prior.to(self.device)
+            bundle = load_prior(self.prior_weights)
+            self._prior, self._prior_sha256 = bundle.prior.to(self.options.home), bundle.sha256
         return self._prior
+
+    def _runner(self, name: str) -> Runner:
+        """A decoding model ("prior", "texture", "plain") as it runs under self.options."""
+        if name not in self._runners:
+            if name == "prior":
+                module = self.prior
+                set_attention(module.unet, self.options.attention)
+            else:
+                module = self.texture_decoder if name == "texture" else self.autoencoder.decoder
+            if self.options.int8:
+                try:
+                    from .quantization import load_table, quantize
+                except ImportError as exc:  # torch.ao.quantization is deprecated upstream
+                    raise CodecError(f"INT8 decoding needs torch.ao.quantization, missing here: {exc}") from None
+
+                table = load_table(self.int8_table, self.weights_sha256())
+                module = quantize(name, module, table)
+            self._runners[name] = Runner(prepare(module, self.options), self.options)
+        return self._runners[name]
+
+    def weights_sha256(self) -> dict[str, str]:
+        """SHA-256 of the codec and prior weight files (what an INT8 table is tied to)."""
+        self.prior  # noqa: B018 (loads it, and with it its digest)
+        return {"codec": self.bundle.sha256, "prior": self._prior_sha256}
+
+    def warm_up(self, stages=("prior", "texture", "plain")) -> None:
+        """Build the decoding models now (load, quantize, cast) rather than on first use."""
+        for name in stages:
+            self._runner(name)
 
     def default_refine(self, quality: int) -> RefineSettings:
         """The refinement compress() writes into a file of this quality (measured per level,
@@ -146,6 +214,43 @@ class Codec:
         header = Header(width=image.width, height=image.height, quality=quality, model_id=self.model_id, hints=hints)
         return self._write(header, symbols, params)
 
+    @torch.inference_mode()
+    def compress_to_bpp(self, image: Image.Image, bpp: float, **refine_overrides) -> tuple[bytes, int]:
+        """Image -> (bytes of the .dpc file whose rate is closest to `bpp`, its quality).
+
+        Rate is the file's size x 8 / pixels (header included). Every level is coded (the
+        autoencoder runs once) and the file nearest the target in log-rate is kept; a
+        target beyond the levels' reach gives the nearest level's file. The header records
+        the chosen level's default refinement, with `refine_overrides` (RefineSettings
+        fields, e.g. steps=4) applied.
+        """
+        if isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 64:
+            raise CodecError(f"target bpp must be a number in (0, 64), got {bpp!r}")
+        image = self._encodable(image)
+        latent = self._encode(self._padded(image))
+        pixels = image.width * image.height
+        best = None
+        for quality in self.qualities:
+            level = quality - 1
+            with on_device(self.compressor, self.options):
+                y, z_symbols = self.compressor.analyse(latent, level)
+                params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
+                y_symbols = self.compressor.y_symbols(y, params, level)
+            symbols = Symbols(z=z_symbols.cpu().numpy(), y=y_symbols.cpu().numpy())
+            try:
+                settings = self.default_refine(quality).with_overrides(**refine_overrides)
+            except ValueError as exc:
+                raise CodecError(str(exc)) from None
+            hints = pack_hints(settings) if settings.steps else b""
+            header = Header(
+                width=image.width, height=image.height, quality=quality, model_id=self.model_id, hints=hints
+            )
+            data = self._write(header, symbols, params)
+            miss = abs(np.log(len(data) * 8 / pixels / bpp))
+            if best is None or miss < best[0]:
+                best = (miss, data, quality)
+        return best[1], best[2]
+
     def write_symbols(self, header: Header, symbols: Symbols) -> bytes:
         """Entropy-code given symbols into a .dpc file, exactly as compress() does after analyse().
 
@@ -174,9 +279,10 @@ class Codec:
 
     def _analyse(self, image: Image.Image, level: int) -> tuple[Symbols, HyperParams]:
         latent = self._encode(self._padded(image))
-        y, z_symbols = self.compressor.analyse(latent, level)
-        params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
-        y_symbols = self.compressor.y_symbols(y, params, level)
+        with on_device(self.compressor, self.options):
+            y, z_symbols = self.compressor.analyse(latent, level)
+            params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
+            y_symbols = self.compressor.y_symbols(y, params, level)
         return Symbols(z=z_symbols.cpu().numpy(), y=y_symbols.cpu().numpy()), params
 
     @torch.inference_mode()
@@ -190,12 +296,14 @@ class Codec:
         image = self._encodable(image)
         latent = self._encode(self._padded(image))
         coarse = {}
+        self.compressor.to(self.device)  # several stages in a row: on the device once (offload)
         for quality in qualities or self.qualities:
             level = self.check_quality(quality)
             y, z_symbols = self.compressor.analyse(latent, level)
             params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
             y_symbols = self.compressor.y_symbols(y, params, level)
             coarse[quality] = self.compressor.synthesise(y_symbols, params, level)
+        self.compressor.to(self.options.home)
         return latent, coarse
 
     # -- decompress ------------------------------------------------------------------
@@ -246,7 +354,9 @@ class Codec:
             return coarse
         level = self.check_quality(quality)
         prior_tile = PRIOR_TILE if tile else 0
-        return refine(self.prior, coarse, level, settings, prior_tile, PRIOR_HALO, PRIOR_OVERLAP, progress)
+        net = self._runner("prior")
+        with on_device(net, self.options):
+            return refine(self.prior, coarse, level, settings, prior_tile, PRIOR_HALO, PRIOR_OVERLAP, progress, net=net)
 
     @torch.inference_mode()
     def decode_pixels(self, latent: torch.Tensor, tile: int = DEFAULT_TILE, texture: bool = False) -> torch.Tensor:
@@ -256,8 +366,9 @@ class Codec:
         """
         tile = self.check_tile(tile)
         f = self.autoencoder.cfg.factor
-        decoder = self.texture_decoder if texture else self.autoencoder.decoder
-        return tile_map(decoder, latent, tile // f, DECODE_OVERLAP, DECODE_HALO, up=f)
+        decoder = self._runner("texture" if texture else "plain")
+        with on_device(decoder, self.options):
+            return tile_map(decoder, latent, tile // f, DECODE_OVERLAP, DECODE_HALO, up=f)
 
     @property
     def texture_decoder(self) -> torch.nn.Module:
@@ -271,7 +382,7 @@ class Codec:
                 decoder = Decoder(self.autoencoder.cfg)
                 # The early layers are the autoencoder's own modules (shared, not copied).
                 decoder.net = torch.nn.Sequential(*list(self.autoencoder.decoder.net)[:k], *self.prior.texture)
-                self._texture_decoder = decoder.to(self.device).eval()
+                self._texture_decoder = decoder.to(self.options.home).eval()
         return self._texture_decoder
 
     @torch.inference_mode()
@@ -279,7 +390,8 @@ class Codec:
         """Bytes -> (header, reconstructed latent (1, C, H_pad/8, W_pad/8))."""
         header, symbols, params = self._decode(data)
         y = torch.from_numpy(symbols.y).to(self.device)
-        return header, self.compressor.synthesise(y, params, header.quality - 1)
+        with on_device(self.compressor, self.options):
+            return header, self.compressor.synthesise(y, params, header.quality - 1)
 
     @torch.inference_mode()
     def quantized_latent(self, data: bytes) -> torch.Tensor:
@@ -320,7 +432,8 @@ class Codec:
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """(1,3,H,W) -> latent (1,C,H/8,W/8), on tiles for large images (flat memory)."""
         f = self.autoencoder.cfg.factor
-        return tile_map(self.autoencoder.encode, x, ENCODE_TILE, ENCODE_OVERLAP, ENCODE_HALO, down=f)
+        with on_device(self.autoencoder.encoder, self.options):
+            return tile_map(self.autoencoder.encode, x, ENCODE_TILE, ENCODE_OVERLAP, ENCODE_HALO, down=f)
 
     @staticmethod
     def check_tile(tile: int) -> int:

@@ -41,6 +41,8 @@ class Task:
     refine: dict = field(default_factory=dict)  # RefineSettings overrides (None = file's/level's default)
     tile: int = 512  # decompress: pixel-decoding tile side (0 = off)
     prior_weights: Path | None = None
+    run_options: dict = field(default_factory=dict)  # Codec.load keywords: device, dtype, int8, ...
+    bpp: float | None = None  # compress: the level whose file is nearest this rate, per image
 
 
 def read_bytes(path: Path) -> bytes:
@@ -57,8 +59,12 @@ def process(codec, task: Task, src: Path, dst: Path) -> None:
     if task.verb == "compress":
         from .images import load_image
 
-        refine = codec.default_refine(task.quality).with_overrides(**task.refine)
-        data = codec.compress(load_image(src, task.max_pixels), task.quality, refine)
+        image = load_image(src, task.max_pixels)
+        if task.bpp is not None:
+            data = codec.compress_to_bpp(image, task.bpp, **task.refine)[0]
+        else:
+            refine = codec.default_refine(task.quality).with_overrides(**task.refine)
+            data = codec.compress(image, task.quality, refine)
     else:
         buf = io.BytesIO()
         codec.decompress(read_bytes(src), tile=task.tile, **task.refine).save(buf, "PNG")
@@ -261,7 +267,9 @@ def _worker_main(conn, task: Task, threads: int) -> None:
         from .api import Codec
 
         torch.set_num_threads(threads)
-        codec = Codec.load(task.weights, max_pixels=task.max_pixels, prior_weights=task.prior_weights)
+        codec = Codec.load(
+            task.weights, max_pixels=task.max_pixels, prior_weights=task.prior_weights, **task.run_options
+        )
     except Exception as exc:
         code = exc.exit_code if isinstance(exc, CodecError) else INTERNAL_ERROR
         try:

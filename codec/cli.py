@@ -1,11 +1,15 @@
 """`dpc`: the command line.
 
-    dpc compress IN [-o OUT] [--quality Q] [--force] [--jobs N] [--max-pixels N]
+    dpc compress IN [-o OUT] [--quality Q | --bpp TARGET] [--force] [--jobs N] [--max-pixels N]
                  [--steps N --sampler S --guidance G --seed K]   (recorded for the decoder)
     dpc decompress IN.dpc [-o OUT.png] [--force] [--jobs N] [--max-pixels N]
                  [--steps N --sampler S --guidance G --seed K --tile T]   (override the file's)
     dpc info IN.dpc
     dpc eval DATASET --out RESULTS       (eval/cli.py)
+    dpc bench [IMAGES...] [--sizes ...] [--configs ...] [--json FILE]   (eval/bench.py)
+
+compress and decompress also take the deployment options of codec/runtime.py:
+    --device D --dtype {fp32,fp16,bf16} --int8 --offload --compile --channels-last --attention {sdpa,eager}
 
 IN may be a folder: then -o names an output folder (default: IN itself) and
 files keep their stem (a.png -> OUT/a.dpc -> OUT2/a.png), with a progress bar,
@@ -67,9 +71,18 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", help="image(s) -> .dpc")
     c.add_argument("input", type=Path, help="image file or folder of images")
     c.add_argument("-o", "--output", type=Path, help="output file (or folder when IN is a folder)")
-    c.add_argument("-q", "--quality", type=int, default=None, help="quality level, 1 = lowest rate (default 3)")
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("-q", "--quality", type=int, default=None, help="quality level, 1 = lowest rate (default 3)")
+    rate.add_argument(
+        "--bpp",
+        type=_positive_float,
+        default=None,
+        metavar="TARGET",
+        help="per image, the quality whose file is nearest TARGET bits per pixel (file bytes)",
+    )
     _common(c)
     _refine_options(c, "decoder settings to record in the file (default: the level's measured default)")
+    _run_options(c)
     c.set_defaults(run=_compress)
 
     d = sub.add_parser("decompress", help=".dpc -> PNG")
@@ -80,16 +93,39 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--tile", type=int, default=512, metavar="T", help="decode pixels in tiles of T px (multiple of 64; 0 = off)"
     )
+    _run_options(d)
     d.set_defaults(run=_decompress)
 
     i = sub.add_parser("info", help="print a .dpc file's header, size and bpp")
     i.add_argument("input", type=Path, help=".dpc file")
     i.set_defaults(run=_info)
 
+    from eval.bench import add_bench_parser
     from eval.cli import add_eval_parser
 
     add_eval_parser(sub)
+    add_bench_parser(sub)
     return ap
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    from .runtime import ATTENTION, DTYPES
+
+    g = p.add_argument_group("deployment", "how the models run (docs/performance.md: what to pick on which machine)")
+    g.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
+    g.add_argument("--dtype", choices=list(DTYPES), default="fp32", help="decoding precision (default fp32)")
+    g.add_argument("--int8", action="store_true", help="INT8 prior and pixel decoders (CPU; calibrated, shipped)")
+    g.add_argument(
+        "--offload", action="store_true", help="keep models on the CPU; each visits the device for its stage"
+    )
+    g.add_argument("--compile", action="store_true", help="torch.compile the decoding models (slow first call)")
+    g.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the convolutions")
+    g.add_argument("--attention", choices=ATTENTION, default="sdpa", help="the prior's attention kernel (default sdpa)")
+
+
+def _run_option_values(args) -> dict:
+    names = ("device", "dtype", "int8", "offload", "compile", "channels_last", "attention")
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -155,6 +191,17 @@ def _int_at_least(minimum: int):
 _non_negative, _positive = _int_at_least(0), _int_at_least(1)
 
 
+def _positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not (0 < value < 64):
+        raise argparse.ArgumentTypeError(f"must be between 0 and 64 (exclusive), got {text}")
+    return value
+
+
 # -- commands ----------------------------------------------------------------------------
 def _compress(args) -> int:
     from .api import DEFAULT_QUALITY
@@ -165,7 +212,17 @@ def _compress(args) -> int:
     refine = _refine_overrides(args)
     codec.default_refine(quality).with_overrides(**refine)
     jobs = _jobs(args.input, args.output, IMAGE_SUFFIXES, ".dpc")
-    task = Task("compress", quality, args.force, args.weights, args.max_pixels, refine, 0, args.prior_weights)
+    task = Task(
+        "compress",
+        quality,
+        args.force,
+        args.weights,
+        args.max_pixels,
+        refine,
+        0,
+        args.prior_weights,
+        _run_option_values(args),
+    )
     return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
 
 
@@ -174,7 +231,17 @@ def _decompress(args) -> int:
     refine = _refine_overrides(args)
     codec.check_tile(args.tile)
     jobs = _jobs(args.input, args.output, {".dpc"}, ".png")
-    task = Task("decompress", 0, args.force, args.weights, args.max_pixels, refine, args.tile, args.prior_weights)
+    task = Task(
+        "decompress",
+        0,
+        args.force,
+        args.weights,
+        args.max_pixels,
+        refine,
+        args.tile,
+        args.prior_weights,
+        _run_option_values(args),
+    )
     return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
 
 
@@ -206,7 +273,15 @@ def _info(args) -> int:
 def _load_codec(args):
     from .api import Codec
 
-    return Codec.load(args.weights, max_pixels=args.max_pixels, prior_weights=getattr(args, "prior_weights", None))
+    codec = Codec.load(
+        args.weights,
+        max_pixels=args.max_pixels,
+        prior_weights=getattr(args, "prior_weights", None),
+        **_run_option_values(args),
+    )
+    if codec.options.int8:
+        codec.warm_up()  # a missing or mismatched INT8 table fails now, before any file is touched
+    return codec
 
 
 def _jobs(src: Path, out: Path | None, suffixes: set[str], new_suffix: str) -> list[tuple[Path, Path]]:

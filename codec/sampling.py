@@ -57,12 +57,16 @@ def refine(
     halo: int = 16,
     overlap: int = 16,
     progress=None,
+    net=None,
 ) -> Tensor:
     """coarse latent (1,C,h,w) -> refined latent (1,C,h,w); h, w multiples of 2^(len(widths)-1).
 
     `tile` > 0 runs the UNet on overlapping latent tiles of that size (each with `halo`
     latent px of context) whenever the latent is larger; `progress(i)` is called per step.
+    `net`: what computes the prior's forward (default `prior` itself; the Codec passes the
+    prior as its run options make it: another precision, INT8, compiled).
     """
+    net = prior if net is None else net
     if settings.steps <= 0:
         return coarse
     steps = settings.steps
@@ -88,9 +92,9 @@ def refine(
             xt2 = torch.cat([xt, xt])
             c2 = torch.cat([c, torch.zeros_like(c)])
             labels = torch.tensor([label, 0], device=device)
-            v_c, v_u = prior(xt2, t.expand(2).to(device), c2, labels).chunk(2)
+            v_c, v_u = net(xt2, t.expand(2).to(device), c2, labels).chunk(2)
             return v_u + settings.guidance * (v_c - v_u)
-        return prior(xt, t.expand(1).to(device), c, torch.tensor([label], device=device))
+        return net(xt, t.expand(1).to(device), c, torch.tensor([label], device=device))
 
     x0_prev = None
     for i, t in enumerate(timesteps):
