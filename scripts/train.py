@@ -10,12 +10,22 @@
 
 Stage 1 (autoencoder): MSE + a small KL term; the decoder sees posterior samples.
 Stage 2 (compressor, autoencoder frozen): per sample a random quality level l,
-loss = bpp + lambda_l * 255^2 * MSE(D(latent_hat), x), rate from the entropy
-models' likelihoods. Each stage runs for a wall-clock budget with a cosine
-learning-rate decay over that budget; losses go to a CSV beside the output.
+loss = bpp + lambda_l * 255^2 * D(D(latent_hat), x), rate from the entropy
+models' likelihoods, D = MSE, or with --msssim-weight w the mix
+(1 - w) MSE + w * MSSSIM_TO_MSE * (1 - MS-SSIM). Each stage runs for a wall-clock
+budget with a cosine learning-rate decay over that budget; losses go to a CSV
+beside the output (appended on resume) and a plot of it (OUT.log.png) at the end.
+
+Resumable: every --checkpoint-every seconds, and between the stages, the models,
+optimizers, step, elapsed time and RNG states go to OUT.ckpt.safetensors (no
+pickle); rerun the same command with --resume to continue where it stopped (a
+time-limited GPU window that ends mid-stage loses at most that interval). On a
+GPU, --amp bf16 and --compile are available; on the CPU keep fp32 (bf16 autocast
+is very slow there).
 """
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -30,15 +40,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from pytorch_msssim import ms_ssim
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codec.autoencoder import AutoencoderConfig, LatentAutoencoder  # noqa: E402
 from codec.compressor import CompressorConfig, HyperpriorCompressor  # noqa: E402
 from codec.model_files import save_model  # noqa: E402
+from scripts.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 
-# Rate-distortion trade-off per quality level (1 = lowest rate); loss = bpp + lambda * 255^2 * MSE.
+# Rate-distortion trade-off per quality level (1 = lowest rate); loss = bpp + lambda * 255^2 * D.
 LAMBDAS = [0.00015 * 2**k for k in range(6)]
+# MS-SSIM in MSE units: at ~0.1 bpp on Kodak the shipped model has MSE 0.0026 (25.9 dB)
+# and 1 - MS-SSIM 0.12, so this factor makes both terms of the mix about equal there.
+MSSSIM_TO_MSE = 0.02
 
 
 def load_images(source: Path, min_side: int) -> list[np.ndarray]:
@@ -87,16 +102,51 @@ def psnr(mse: float) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
-def train_autoencoder(ae, sampler, args, log) -> dict:
+class Checkpointer:
+    """Saves the run every `every` seconds and on demand; restores it on --resume."""
+
+    def __init__(self, path: Path, every: float, sampler, stop_after_steps: int = 0):
+        self.path, self.every, self.sampler = path, every, sampler
+        self.last = time.time()
+        self.stop_after, self.steps = stop_after_steps, 0  # steps taken by this process
+
+    def step(self) -> bool:
+        """Count one optimizer step; True when --stop-after-steps says this process is done."""
+        self.steps += 1
+        return bool(self.stop_after) and self.steps >= self.stop_after
+
+    def stop(self, parts: dict, meta: dict) -> None:
+        self.maybe_save(parts, meta, force=True)
+        raise SystemExit(f"stopped after {self.steps} steps; continue with --resume ({self.path})")
+
+    def maybe_save(self, parts: dict, meta: dict, force: bool = False) -> None:
+        if force or time.time() - self.last >= self.every:
+            save_checkpoint(self.path, parts, meta, self.sampler.rng)
+            self.last = time.time()
+
+
+def autocast(args):
+    if args.amp == "bf16":
+        return torch.autocast(device_type=torch.device(args.device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_autoencoder(ae, sampler, args, log, ckpt, resume: dict | None = None) -> dict:
     opt = torch.optim.Adam(ae.parameters(), lr=args.lr)
-    start, step, ema = time.time(), 0, None
+    step, ema, elapsed0 = 0, None, 0.0
+    if resume:
+        meta = load_checkpoint(ckpt.path, {"ae": ae, "opt": opt}, sampler.rng, args.device)
+        step, ema, elapsed0 = meta["step"], meta["ema"], meta["elapsed"]
+        log("autoencoder", step, elapsed0, resumed=1)
+    start = time.time() - elapsed0
     while (elapsed := time.time() - start) < args.ae_seconds:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(args.lr, elapsed / args.ae_seconds)
         x = sampler.batch(args.batch)
-        x_hat, kl = ae(x)
-        mse = F.mse_loss(x_hat, x)
-        loss = mse + args.kl_weight * kl.mean()
+        with autocast(args):
+            x_hat, kl = ae(x)
+        mse = F.mse_loss(x_hat.float(), x)
+        loss = mse + args.kl_weight * kl.float().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -105,32 +155,52 @@ def train_autoencoder(ae, sampler, args, log) -> dict:
             ema = mse.item() if ema is None else 0.9 * ema + 0.1 * mse.item()
         if step % 100 == 0:
             log("autoencoder", step, elapsed, loss=loss.item(), mse=mse.item(), psnr=psnr(ema), kl=kl.mean().item())
+        stop = ckpt.step()
+        if step % 10 == 0 or stop:
+            meta = {"stage": "autoencoder", "step": step, "elapsed": time.time() - start, "ema": ema}
+            ckpt.maybe_save({"ae": ae, "opt": opt}, meta)
+            if stop:
+                ckpt.stop({"ae": ae, "opt": opt}, meta)
+    if ema is None:  # a budget too short for 10 steps
+        ema = F.mse_loss(x_hat.float(), x).item()
     return {"steps": step, "seconds": round(time.time() - start, 1), "final_psnr_train_db": round(psnr(ema), 2)}
 
 
-def train_compressor(ae, comp, sampler, args, log) -> dict:
+def train_compressor(ae, comp, sampler, args, log, ckpt, resume: dict | None = None) -> dict:
     ae.eval().requires_grad_(False)
     aux_params = [p for n, p in comp.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in comp.named_parameters() if not n.endswith("quantiles")]
     opt = torch.optim.Adam(main_params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     lambdas = torch.tensor(LAMBDAS, device=args.device)
-    start, step = time.time(), 0
-    stats = {}
+    parts = {"ae": ae, "comp": comp, "opt": opt, "aux_opt": aux_opt}
+    step, stats, elapsed0 = 0, {}, 0.0
+    if resume and resume.get("step"):
+        meta = load_checkpoint(ckpt.path, parts, sampler.rng, args.device)
+        step, elapsed0 = meta["step"], meta["elapsed"]
+        stats = {int(k): tuple(v) for k, v in meta["stats"].items()}
+        log("compressor", step, elapsed0, resumed=1)
+    start = time.time() - elapsed0
     while (elapsed := time.time() - start) < args.compressor_seconds:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(args.lr, elapsed / args.compressor_seconds)
         x = sampler.batch(args.batch)
         levels = torch.randint(0, len(LAMBDAS), (x.shape[0],), device=x.device)
-        with torch.no_grad():
-            latent = ae.encode(x)
-        latent_hat, y_lik, z_lik = comp(latent, levels)
-        x_hat = ae.decode(latent_hat)
+        with torch.no_grad(), autocast(args):
+            latent = ae.encode(x).float()
+        with autocast(args):
+            latent_hat, y_lik, z_lik = comp(latent, levels)
+            x_hat = ae.decode(latent_hat)
+        x_hat, y_lik, z_lik = x_hat.float(), y_lik.float(), z_lik.float()  # the rate in fp32 always
         pixels = x.shape[2] * x.shape[3]
         bits = -(y_lik.clamp_min(1e-9).log2().sum((1, 2, 3)) + z_lik.clamp_min(1e-9).log2().sum((1, 2, 3)))
         bpp = bits / pixels
         mse = (x_hat - x).pow(2).mean((1, 2, 3))
-        loss = (bpp + lambdas[levels] * 255**2 * mse).mean()
+        distortion = mse
+        if args.msssim_weight > 0:
+            sim = ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=False)
+            distortion = (1 - args.msssim_weight) * mse + args.msssim_weight * MSSSIM_TO_MSE * (1 - sim)
+        loss = (bpp + lambdas[levels] * 255**2 * distortion).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 5.0)
@@ -149,6 +219,13 @@ def train_compressor(ae, comp, sampler, args, log) -> dict:
         if step % 100 == 0:
             per_level = {f"q{lv + 1}": f"{b:.3f}bpp/{psnr(m):.1f}dB" for lv, (b, m) in sorted(stats.items())}
             log("compressor", step, elapsed, loss=loss.item(), aux=aux_loss.item(), **per_level)
+        stop = ckpt.step()
+        if step % 10 == 0 or stop:
+            meta = {"stage": "compressor", "step": step, "elapsed": time.time() - start, "stats": stats}
+            meta["autoencoder_info"] = args.autoencoder_info
+            ckpt.maybe_save(parts, meta)
+            if stop:
+                ckpt.stop(parts, meta)
     return {
         "steps": step,
         "seconds": round(time.time() - start, 1),
@@ -156,6 +233,41 @@ def train_compressor(ae, comp, sampler, args, log) -> dict:
             f"q{lv + 1}": {"bpp": round(b, 4), "psnr_db": round(psnr(m), 2)} for lv, (b, m) in sorted(stats.items())
         },
     }
+
+
+def plot_log(csv_path: Path, png_path: Path) -> None:
+    """The training log as curves: autoencoder PSNR; compressor bpp and PSNR per level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(csv_path)))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    ae = [(int(r["step"]), json.loads(r["metrics"])) for r in rows if r["stage"] == "autoencoder"]
+    ae = [(s, m["psnr"]) for s, m in ae if "psnr" in m]
+    if ae:
+        axes[0].plot(*zip(*ae, strict=True))
+    axes[0].set(title="autoencoder", xlabel="step", ylabel="PSNR (dB, training crops)")
+    comp = [(int(r["step"]), json.loads(r["metrics"])) for r in rows if r["stage"] == "compressor"]
+    for level in range(1, len(LAMBDAS) + 1):
+        pts = [
+            (s, *map(float, m[f"q{level}"].replace("bpp", "").replace("dB", "").split("/")))
+            for s, m in comp
+            if f"q{level}" in m
+        ]
+        if pts:
+            steps, bpp, db = zip(*pts, strict=True)
+            axes[1].plot(steps, bpp, label=f"q{level}")
+            axes[2].plot(steps, db, label=f"q{level}")
+    axes[1].set(title="compressor: rate", xlabel="step", ylabel="bpp (training crops)")
+    axes[2].set(title="compressor: distortion", xlabel="step", ylabel="PSNR (dB)")
+    axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -173,7 +285,21 @@ def main() -> None:
     ap.add_argument(
         "--init-autoencoder", type=Path, help="skip stage 1: autoencoder state dict (.safetensors) from an earlier run"
     )
+    ap.add_argument("--msssim-weight", type=float, default=0.0, help="MS-SSIM share of the distortion (0 = MSE)")
+    ap.add_argument("--amp", choices=("none", "bf16"), default="none", help="autocast precision (GPU; default none)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the models (GPU)")
+    ap.add_argument("--checkpoint-every", type=float, default=60.0, help="seconds between checkpoints")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.safetensors")
+    ap.add_argument(
+        "--stop-after-steps", type=int, default=0, help="end this process after N steps, checkpointed (tests, windows)"
+    )
     args = ap.parse_args()
+    if not 0 <= args.msssim_weight <= 1:
+        ap.error("--msssim-weight must be in [0, 1]")
+    if args.crop % 64:
+        ap.error("--crop must be a multiple of 64 (the models downsample by 64)")
+    if args.msssim_weight > 0 and args.crop <= 160:
+        ap.error("--msssim-weight needs --crop above 160 (MS-SSIM downsamples 4 times)")
 
     torch.manual_seed(args.seed)
     if args.device.startswith("cuda"):
@@ -183,10 +309,20 @@ def main() -> None:
     images = load_images(args.data, args.crop)
     sampler = CropSampler(images, args.crop, torch.device(args.device), args.seed)
     log_path = args.out.with_suffix(".log.csv")
+    ckpt_path = args.out.with_suffix(".ckpt.safetensors")
+    if args.resume and not ckpt_path.exists():
+        ap.error(f"--resume: no checkpoint {ckpt_path}")
+    resume = None
+    if args.resume:
+        from safetensors import safe_open
+
+        with safe_open(str(ckpt_path), "pt") as f:
+            resume = json.loads(f.metadata()["meta"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_file = open(log_path, "w", newline="")
+    log_file = open(log_path, "a" if resume else "w", newline="")
     writer = csv.writer(log_file)
-    writer.writerow(["stage", "step", "seconds", "metrics"])
+    if not resume:
+        writer.writerow(["stage", "step", "seconds", "metrics"])
 
     def log(stage, step, elapsed, **metrics):
         writer.writerow([stage, step, round(elapsed, 1), json.dumps(metrics)])
@@ -203,6 +339,11 @@ def main() -> None:
     comp = HyperpriorCompressor(CompressorConfig(levels=len(LAMBDAS))).to(
         args.device, memory_format=torch.channels_last
     )
+    if args.compile:  # in place: parameter names (and so checkpoints and weights) stay the same
+        ae.compile()
+        for part in (comp.g_a, comp.g_s, comp.h_a, comp.h_s):
+            part.compile()
+    ckpt = Checkpointer(ckpt_path, args.checkpoint_every, sampler, args.stop_after_steps)
     info = {
         "data": str(args.data),
         "images": len(images),
@@ -212,19 +353,34 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu",
         "torch": torch.__version__,
         "command": " ".join(sys.argv),
+        "seed": args.seed,
+        "msssim_weight": args.msssim_weight,
+        "amp": args.amp,
     }
-    if args.init_autoencoder:
+    if resume and resume["stage"] == "compressor":
+        load_checkpoint(ckpt_path, {"ae": ae}, sampler.rng, args.device)  # the finished stage 1
+        info["autoencoder"] = resume["autoencoder_info"]
+    elif args.init_autoencoder:
         ae.load_state_dict(load_file(str(args.init_autoencoder), device=str(args.device)))
         info["autoencoder"] = {"from": str(args.init_autoencoder)}
     else:
-        info["autoencoder"] = train_autoencoder(ae, sampler, args, log)
+        info["autoencoder"] = train_autoencoder(ae, sampler, args, log, ckpt, resume)
+        resume = None
+    if info["autoencoder"].get("from") is None:
         state = {k: v.contiguous() for k, v in ae.state_dict().items()}
         save_file(state, str(args.out.with_name(args.out.stem + ".autoencoder.safetensors")))
-    info["compressor"] = train_compressor(ae, comp, sampler, args, log)
+    args.autoencoder_info = info["autoencoder"]
+    if resume is None:  # stage boundary: a resume from here starts the compressor afresh
+        meta = {"stage": "compressor", "step": 0, "elapsed": 0.0, "stats": {}, "autoencoder_info": info["autoencoder"]}
+        save_checkpoint(ckpt_path, {"ae": ae}, meta, sampler.rng)
+    info["compressor"] = train_compressor(ae, comp, sampler, args, log, ckpt, resume)
+    log_file.close()
+    plot_log(log_path, args.out.with_suffix(".log.png"))
     ae, comp = ae.cpu().float(), comp.cpu().float()
     digest = save_model(
         args.out, ae.to(memory_format=torch.contiguous_format), comp.to(memory_format=torch.contiguous_format), info
     )
+    ckpt_path.unlink(missing_ok=True)  # the run is complete: its result is the weight file
     print(json.dumps(info, indent=1))
     print(f"wrote {args.out} sha256 {digest}")
 
