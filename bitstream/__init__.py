@@ -7,6 +7,8 @@ integer CDF tables and returns bytes, and back.
 from .container import (
     FORMAT_VERSION,
     MAGIC,
+    RATE_OFFSET_VERSION,
+    RATE_STEPS,
     BitstreamLimits,
     Container,
     Header,
@@ -19,6 +21,8 @@ from .hints import SAMPLERS, RefineSettings, pack_hints, unpack_hints
 
 __all__ = [
     "FORMAT_VERSION",
+    "RATE_OFFSET_VERSION",
+    "RATE_STEPS",
     "MAGIC",
     "BitstreamLimits",
     "CdfTables",

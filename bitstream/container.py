@@ -4,7 +4,8 @@ Layout (specified in docs/bitstream.md; all multi-byte integers little-endian,
 "varint" = unsigned LEB128 of at most 4 bytes):
 
     magic "DP" (2) | version (1) | model id (2) | width varint | height varint
-    | flags (1: bit 7 = hints follow, bits 0-6 = quality) | [hints length varint | hints]
+    | flags (1: bit 7 = hints follow, bits 0-6 = quality) | [version 3: rate offset, int8]
+    | [hints length varint | hints]
     | z length varint
     | z section | y section (runs up to the trailer)
     | symbol check (2) | CRC-16 of everything before it (2)
@@ -24,7 +25,9 @@ from .hints import RefineSettings, unpack_hints
 
 MAGIC = b"DP"
 FORMAT_VERSION = 2  # 2: decoder hints carry the refinement settings (bitstream/hints.py)
-SUPPORTED_VERSIONS = (1, 2)
+RATE_OFFSET_VERSION = 3  # 3: adds a rate offset (written only for rates off the trained levels)
+SUPPORTED_VERSIONS = (1, 2, 3)
+RATE_STEPS = 32  # rate offset unit: 1/32 of a quality level
 MAX_HINTS_BYTES = 64
 _TRAILER = 4
 _HINTS_FLAG = 0x80
@@ -48,10 +51,16 @@ class Header:
 
     width: int  # pixels
     height: int  # pixels
-    quality: int  # 1 = lowest rate
+    quality: int  # 1 = lowest rate; with a rate offset, the nearest trained level
     model_id: int  # 16-bit id of the weights that made the file
     hints: bytes = b""  # decoder hints: packed RefineSettings (bitstream/hints.py)
     version: int = FORMAT_VERSION
+    rate_offset: int = 0  # version 3: -128..127, in 1/RATE_STEPS of a level from `quality`
+
+    @property
+    def level(self) -> float:
+        """The 0-based rate level the file was coded at: quality - 1 + rate_offset / 32."""
+        return self.quality - 1 + self.rate_offset / RATE_STEPS
 
     @property
     def refine(self) -> RefineSettings:
@@ -92,6 +101,8 @@ def write_container(c: Container) -> bytes:
         raise ValueError("header field out of range")
     if len(h.hints) > MAX_HINTS_BYTES:
         raise ValueError(f"decoder hints exceed {MAX_HINTS_BYTES} bytes")
+    if not -128 <= h.rate_offset <= 127 or (h.rate_offset and h.version < RATE_OFFSET_VERSION):
+        raise ValueError("a rate offset needs format version 3 and must fit in -128..127")
     body = b"".join(
         [
             MAGIC,
@@ -100,6 +111,7 @@ def write_container(c: Container) -> bytes:
             _varint(h.width),
             _varint(h.height),
             bytes([h.quality | (_HINTS_FLAG if h.hints else 0)]),
+            struct.pack("<b", h.rate_offset) if h.version >= RATE_OFFSET_VERSION else b"",
             _varint(len(h.hints)) if h.hints else b"",
             h.hints,
             _varint(len(c.z_data)),
@@ -173,11 +185,20 @@ def read_header(data: bytes, limits: BitstreamLimits = BitstreamLimits()) -> tup
     quality = flags & MAX_QUALITY
     if quality == 0:
         raise BitstreamError("corrupt header: quality level 0")
+    rate_offset = struct.unpack("<b", r.take(1, "rate offset"))[0] if version >= RATE_OFFSET_VERSION else 0
     n_hints = r.varint("hints length") if flags & _HINTS_FLAG else 0
     if n_hints > MAX_HINTS_BYTES or (flags & _HINTS_FLAG and n_hints == 0):
         raise BitstreamError(f"corrupt header: {n_hints} bytes of decoder hints")
     hints = r.take(n_hints, "decoder hints")
-    header = Header(width=width, height=height, quality=quality, model_id=model_id, hints=hints, version=version)
+    header = Header(
+        width=width,
+        height=height,
+        quality=quality,
+        model_id=model_id,
+        hints=hints,
+        version=version,
+        rate_offset=rate_offset,
+    )
     header.refine  # noqa: B018 - malformed hints are refused here, before any decoding
     return header, r
 

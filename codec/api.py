@@ -27,6 +27,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bitstream import (
+    FORMAT_VERSION,
+    RATE_OFFSET_VERSION,
+    RATE_STEPS,
     BitstreamLimits,
     Container,
     Header,
@@ -50,6 +53,9 @@ from .runtime import Runner, RunOptions, on_device, prepare, set_attention
 from .tiling import tile_map
 
 PAD_MULTIPLE = 64  # autoencoder 8 x compressor 2 x hyperprior 4
+# Rates beyond the trained levels: gains extrapolated this many levels below the first
+# and above the last (docs/rates.md measures them).
+RATE_EXTRAPOLATION = (4, 2)
 DEFAULT_QUALITY = 3
 # Tiles (image px). The decoder's receptive field is under 8 latent px and the encoder's
 # under 64 px, so a halo of that much context makes tiles agree with an untiled run.
@@ -178,8 +184,8 @@ class Codec:
 
     def default_refine(self, quality: int) -> RefineSettings:
         """The refinement compress() writes into a file of this quality (measured per level,
-        recorded in the prior's weight file)."""
-        level = self.check_quality(quality)
+        recorded in the prior's weight file; between levels, the nearest level's)."""
+        level = self.rate_point(quality)[0] - 1
         if self._prior_cfg is None:
             self._prior_cfg = self._prior.cfg if self._prior is not None else read_prior_config(self.prior_weights)
         cfg = self._prior_cfg
@@ -199,64 +205,100 @@ class Codec:
     # -- compress --------------------------------------------------------------------
     @torch.inference_mode()
     def compress(
-        self, image: Image.Image, quality: int = DEFAULT_QUALITY, refine: RefineSettings | None = None
+        self, image: Image.Image, quality: float = DEFAULT_QUALITY, refine: RefineSettings | None = None
     ) -> bytes:
         """PIL image (any mode; see codec.images) -> bytes of a .dpc file.
 
-        `refine`: the decoder settings to record in the header (default: the level's
-        measured default, `default_refine(quality)`); steps 0 records none (plain decoder).
+        `quality`: a trained level 1..6, or any value from -3 to 8 in steps of 1/32 for
+        rates between and beyond them (see rate_point(); such files are format version 3).
+        `refine`: the decoder settings to record in the header (default: the nearest
+        level's measured default, `default_refine`); steps 0 records none (plain decoder).
         """
-        level = self.check_quality(quality)
-        refine = refine if refine is not None else self.default_refine(quality)
+        nearest, offset = self.rate_point(quality)
         image = self._encodable(image)
-        symbols, params = self._analyse(image, level)
-        hints = pack_hints(refine) if refine.steps else b""
-        header = Header(width=image.width, height=image.height, quality=quality, model_id=self.model_id, hints=hints)
+        latent = self._encode(self._padded(image))
+        return self._code(
+            image, latent, nearest, offset, refine if refine is not None else self.default_refine(nearest)
+        )
+
+    def rate_point(self, quality: float) -> tuple[int, int]:
+        """quality -> (nearest trained quality, rate offset in 1/32 level); CodecError if out of range.
+
+        Trained levels are the integers 1..6; between them the gains are interpolated,
+        and up to 4 levels below the first and 2 above the last they are extrapolated.
+        """
+        if isinstance(quality, bool) or not isinstance(quality, (int, float, np.integer, np.floating)):
+            raise CodecError(f"quality must be a number, got {quality!r}")
+        low, high = 1 - RATE_EXTRAPOLATION[0], self.compressor.cfg.levels + RATE_EXTRAPOLATION[1]
+        if not low <= quality <= high:  # also refuses nan
+            raise CodecError(f"quality must be between {low} and {high} (1..{high - 2} are trained), got {quality!r}")
+        steps = round((float(quality) - 1) * RATE_STEPS)  # on the 1/32 grid
+        nearest = min(max(round(steps / RATE_STEPS) + 1, 1), self.compressor.cfg.levels)
+        return nearest, steps - (nearest - 1) * RATE_STEPS
+
+    def _code(self, image, latent, quality: int, offset: int, refine: RefineSettings) -> bytes:
+        """Latent of `image` -> .dpc bytes at trained `quality` + `offset`/32 levels."""
+        level = quality - 1 + offset / RATE_STEPS
+        with on_device(self.compressor, self.options):
+            y, z_symbols = self.compressor.analyse(latent, level)
+            params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
+            y_symbols = self.compressor.y_symbols(y, params, level)
+        symbols = Symbols(z=z_symbols.cpu().numpy(), y=y_symbols.cpu().numpy())
+        header = Header(
+            width=image.width,
+            height=image.height,
+            quality=quality,
+            model_id=self.model_id,
+            hints=pack_hints(refine) if refine.steps else b"",
+            version=RATE_OFFSET_VERSION if offset else FORMAT_VERSION,
+            rate_offset=offset,
+        )
         return self._write(header, symbols, params)
 
     @torch.inference_mode()
-    def compress_to_bpp(self, image: Image.Image, bpp: float, **refine_overrides) -> tuple[bytes, int]:
-        """Image -> (bytes of the .dpc file whose rate is closest to `bpp`, its quality).
+    def compress_to_bpp(self, image: Image.Image, bpp: float, **refine_overrides) -> tuple[bytes, float]:
+        """Image -> (bytes of the .dpc file whose rate is nearest `bpp`, its quality).
 
-        Rate is the file's size x 8 / pixels (header included). Every level is coded (the
-        autoencoder runs once) and the file nearest the target in log-rate is kept; a
-        target beyond the levels' reach gives the nearest level's file. The header records
-        the chosen level's default refinement, with `refine_overrides` (RefineSettings
-        fields, e.g. steps=4) applied.
+        Rate is the file's size x 8 / pixels (header included). The autoencoder runs once;
+        the rate is searched over the continuous quality scale (-3..8 in steps of 1/32):
+        every integer first, then bisection between the two that bracket the target.
+        A target beyond reach gives the end of the scale. The header records the nearest
+        level's default refinement with `refine_overrides` (e.g. steps=4) applied.
         """
         if isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 64:
             raise CodecError(f"target bpp must be a number in (0, 64), got {bpp!r}")
         image = self._encodable(image)
         latent = self._encode(self._padded(image))
         pixels = image.width * image.height
-        best = None
-        for quality in self.qualities:
-            level = quality - 1
-            with on_device(self.compressor, self.options):
-                y, z_symbols = self.compressor.analyse(latent, level)
-                params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
-                y_symbols = self.compressor.y_symbols(y, params, level)
-            symbols = Symbols(z=z_symbols.cpu().numpy(), y=y_symbols.cpu().numpy())
-            try:
-                settings = self.default_refine(quality).with_overrides(**refine_overrides)
-            except ValueError as exc:
-                raise CodecError(str(exc)) from None
-            hints = pack_hints(settings) if settings.steps else b""
-            header = Header(
-                width=image.width, height=image.height, quality=quality, model_id=self.model_id, hints=hints
-            )
-            data = self._write(header, symbols, params)
-            miss = abs(np.log(len(data) * 8 / pixels / bpp))
-            if best is None or miss < best[0]:
-                best = (miss, data, quality)
-        return best[1], best[2]
+        tried: dict[int, bytes] = {}  # grid step -> file
+
+        def rate(step: int) -> float:
+            if step not in tried:
+                nearest, offset = self.rate_point(1 + step / RATE_STEPS)
+                try:
+                    settings = self.default_refine(nearest).with_overrides(**refine_overrides)
+                except ValueError as exc:
+                    raise CodecError(str(exc)) from None
+                tried[step] = self._code(image, latent, nearest, offset, settings)
+            return len(tried[step]) * 8 / pixels
+
+        low, high = -RATE_EXTRAPOLATION[0], self.compressor.cfg.levels - 1 + RATE_EXTRAPOLATION[1]
+        grid = [k * RATE_STEPS for k in range(low, high + 1)]
+        below = [g for g in grid if rate(g) <= bpp]
+        a = below[-1] if below else grid[0]
+        b = next((g for g in grid if g > a and rate(g) > bpp), a)
+        while b - a > 1:  # rate grows with the level: bisect on the grid
+            mid = (a + b) // 2
+            a, b = (mid, b) if rate(mid) <= bpp else (a, mid)
+        step = min(tried, key=lambda k: abs(np.log(rate(k) / bpp)))
+        return tried[step], 1 + step / RATE_STEPS
 
     def write_symbols(self, header: Header, symbols: Symbols) -> bytes:
         """Entropy-code given symbols into a .dpc file, exactly as compress() does after analyse().
 
         The inverse of decode_symbols(): for tools that make files from symbols (fuzzing, tests).
         """
-        params = self._entropy_parameters.hyper_params(torch.from_numpy(symbols.z), header.quality - 1)
+        params = self._entropy_parameters.hyper_params(torch.from_numpy(symbols.z), header.level)
         return self._write(header, symbols, params)
 
     def _write(self, header: Header, symbols: Symbols, params: HyperParams) -> bytes:
@@ -272,12 +314,12 @@ class Codec:
         )
 
     @torch.inference_mode()
-    def analyse(self, image: Image.Image, quality: int = DEFAULT_QUALITY) -> Symbols:
+    def analyse(self, image: Image.Image, quality: float = DEFAULT_QUALITY) -> Symbols:
         """Image -> the integer symbols compress() entropy-codes."""
-        level = self.check_quality(quality)
-        return self._analyse(self._encodable(image), level)[0]
+        nearest, offset = self.rate_point(quality)
+        return self._analyse(self._encodable(image), nearest - 1 + offset / RATE_STEPS)[0]
 
-    def _analyse(self, image: Image.Image, level: int) -> tuple[Symbols, HyperParams]:
+    def _analyse(self, image: Image.Image, level: float) -> tuple[Symbols, HyperParams]:
         latent = self._encode(self._padded(image))
         with on_device(self.compressor, self.options):
             y, z_symbols = self.compressor.analyse(latent, level)
@@ -391,7 +433,7 @@ class Codec:
         header, symbols, params = self._decode(data)
         y = torch.from_numpy(symbols.y).to(self.device)
         with on_device(self.compressor, self.options):
-            return header, self.compressor.synthesise(y, params, header.quality - 1)
+            return header, self.compressor.synthesise(y, params, header.level)
 
     @torch.inference_mode()
     def quantized_latent(self, data: bytes) -> torch.Tensor:
@@ -416,7 +458,11 @@ class Codec:
                 f"file was made with other model weights (model id {header.model_id:04x}; "
                 f"loaded weights are {self.model_id:04x})"
             )
-        level = self.check_quality(header.quality, error=BitstreamError)
+        self.check_quality(header.quality, error=BitstreamError)
+        level = header.level
+        low, high = -RATE_EXTRAPOLATION[0], self.compressor.cfg.levels - 1 + RATE_EXTRAPOLATION[1]
+        if not low <= level <= high:
+            raise BitstreamError(f"corrupt header: rate level {level + 1:g} is outside {low + 1}..{high + 1}")
         z_shape = self._z_shape(header)
         z = decode_symbols(container.z_data, self._z_indexes(z_shape), self._z_tables).astype(np.int32)
         params = self._entropy_parameters.hyper_params(torch.from_numpy(z), level)

@@ -72,7 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("input", type=Path, help="image file or folder of images")
     c.add_argument("-o", "--output", type=Path, help="output file (or folder when IN is a folder)")
     rate = c.add_mutually_exclusive_group()
-    rate.add_argument("-q", "--quality", type=int, default=None, help="quality level, 1 = lowest rate (default 3)")
+    rate.add_argument(
+        "-q",
+        "--quality",
+        type=float,
+        default=None,
+        help="quality level: 1..6 trained (default 3), or -3..8 in steps of 1/32 between and beyond them",
+    )
     rate.add_argument(
         "--bpp",
         type=_positive_float,
@@ -207,8 +213,9 @@ def _compress(args) -> int:
     from .api import DEFAULT_QUALITY
 
     quality = DEFAULT_QUALITY if args.quality is None else args.quality
+    quality = int(quality) if float(quality).is_integer() else quality
     codec = _load_codec(args)
-    codec.check_quality(quality)  # reject bad options before touching any file
+    codec.rate_point(quality)  # reject bad options before touching any file
     refine = _refine_overrides(args)
     codec.default_refine(quality).with_overrides(**refine)
     jobs = _jobs(args.input, args.output, IMAGE_SUFFIXES, ".dpc")
@@ -256,7 +263,10 @@ def _info(args) -> int:
     print(f"format version:  {h.version}")
     print(f"model id:        {h.model_id:04x}")
     print(f"size:            {h.width}x{h.height}")
-    print(f"quality:         {h.quality}")
+    if h.rate_offset:
+        print(f"quality:         {h.level + 1:g} (nearest trained level {h.quality}, offset {h.rate_offset}/32)")
+    else:
+        print(f"quality:         {h.quality}")
     print(f"bytes:           {len(data)} (header and trailer {container.overhead_bytes})")
     print(f"bpp:             {len(data) * 8 / pixels:.4f}")
     r = h.refine

@@ -140,18 +140,35 @@ class HyperpriorCompressor(nn.Module):
         self.entropy_bottleneck.update(force=True)
         self.gaussian_conditional.update_scale_table(scale_table(), force=True)
 
-    def analyse(self, latent: Tensor, level: int) -> tuple[Tensor, Tensor]:
+    def gains(self, level: float) -> tuple[Tensor, Tensor]:
+        """Gain vectors (1,M,1,1) and (1,Z,1,1) at a 0-based level.
+
+        Integer levels in range use their trained vectors. Between them the log gains are
+        interpolated linearly, and beyond the first / last level the end segment is
+        extended (untrained rates: measured in docs/rates.md), so one model codes any
+        rate on a continuous scale.
+        """
+        last = self.cfg.levels - 1
+        if float(level).is_integer() and 0 <= level <= last:
+            ly, lz = self.log_gain_y[int(level)], self.log_gain_z[int(level)]
+        else:
+            i = min(max(math.floor(level), 0), last - 1)
+            f = level - i
+            ly = self.log_gain_y[i] + f * (self.log_gain_y[i + 1] - self.log_gain_y[i])
+            lz = self.log_gain_z[i] + f * (self.log_gain_z[i + 1] - self.log_gain_z[i])
+        return ly.exp()[None, :, None, None], lz.exp()[None, :, None, None]
+
+    def analyse(self, latent: Tensor, level: float) -> tuple[Tensor, Tensor]:
         """Encoder side: latent (1,C,h,w) -> (y (1,M,h/2,w/2), z_symbols (1,Z,h/8,w/8) int32)."""
         y = self.g_a(latent)
-        gain_z = self.log_gain_z[level].exp()[None, :, None, None]
+        gain_z = self.gains(level)[1]
         medians = self.entropy_bottleneck._get_medians()  # (Z,1,1)
         z_symbols = torch.round(self.h_a(y) * gain_z - medians).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
         return y, z_symbols.to(torch.int32)
 
-    def hyper_params(self, z_symbols: Tensor, level: int) -> HyperParams:
+    def hyper_params(self, z_symbols: Tensor, level: float) -> HyperParams:
         """Both sides: z_symbols (1,Z,h,w) int32 -> y's entropy parameters and table indexes."""
-        gain_y = self.log_gain_y[level].exp()[None, :, None, None]
-        gain_z = self.log_gain_z[level].exp()[None, :, None, None]
+        gain_y, gain_z = self.gains(level)
         medians = self.entropy_bottleneck._get_medians()
         z_hat = (z_symbols.to(medians.dtype) + medians) / gain_z
         means, scales = self._raw_params(z_hat, gain_y)
@@ -165,16 +182,16 @@ class HyperpriorCompressor(nn.Module):
         indexes = self.gaussian_conditional.build_indexes(scales)
         return HyperParams(means=means, scales=scales, indexes=indexes)
 
-    def y_symbols(self, y: Tensor, params: HyperParams, level: int) -> Tensor:
+    def y_symbols(self, y: Tensor, params: HyperParams, level: float) -> Tensor:
         """Encoder side: y (1,M,h,w) -> integer symbols round(y * gain - mean), int32."""
-        gain_y = self.log_gain_y[level].exp()[None, :, None, None]
+        gain_y = self.gains(level)[0]
         means = params.means.to(y.device, y.dtype)
         symbols = torch.round(y * gain_y - means).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
         return symbols.to(torch.int32)
 
-    def synthesise(self, y_symbols: Tensor, params: HyperParams, level: int) -> Tensor:
+    def synthesise(self, y_symbols: Tensor, params: HyperParams, level: float) -> Tensor:
         """Both sides: y_symbols (1,M,h,w) int32 -> latent_hat (1,C,2h,2w)."""
-        gain_y = self.log_gain_y[level].exp()[None, :, None, None]
+        gain_y = self.gains(level)[0]
         y_hat = self.quantized_latent(y_symbols, params).to(gain_y.device, gain_y.dtype) / gain_y
         return self.g_s(y_hat)
 

@@ -31,10 +31,10 @@ def main() -> None:
     codec = Codec.load()
     paths = sorted(p for p in args.dataset.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
     images = [load_image(p) for p in paths]
-    # Every level's rate per image, to state what is reachable.
-    levels = {q: [] for q in codec.qualities}
+    # The rate of every integer quality of the scale per image, to state what is reachable.
+    levels = {q: [] for q in range(-3, 9)}
     for im in tqdm(images, desc="levels"):
-        for q in codec.qualities:
+        for q in levels:
             levels[q].append(len(codec.compress(im, q)) * 8 / (im.width * im.height))
     level_means = {q: float(np.mean(v)) for q, v in levels.items()}
     rows = []
@@ -59,7 +59,7 @@ def main() -> None:
                 ],
             }
         )
-    print(f"{len(images)} images; level means (bpp): " + ", ".join(f"q{q} {m:.4f}" for q, m in level_means.items()))
+    print(f"{len(images)} images; mean bpp per quality: " + ", ".join(f"{q}: {m:.4f}" for q, m in level_means.items()))
     header = ("target bpp", "mean bpp", "mean vs target", "mean per-image miss", "nearest reachable")
     print("| " + " | ".join(header + ("mean vs reachable", "qualities")) + " |")
     print("|---|---|---|---|---|---|---|")

@@ -37,6 +37,9 @@ def main() -> None:
     ap.add_argument("--weights", type=Path)
     ap.add_argument("--json", type=Path, help="write per-image results here")
     ap.add_argument("--steps", type=int, help="refinement steps to decode with (default: what each file records)")
+    ap.add_argument(
+        "--qualities", type=float, nargs="+", help="qualities to code at (default the trained 1..6; -3..8 allowed)"
+    )
     args = ap.parse_args()
 
     codec = Codec.load(args.weights)
@@ -45,7 +48,8 @@ def main() -> None:
     for path in tqdm(files, desc="kodak", unit="image"):
         image = load_image(path)
         ceiling.append(autoencoder_only(codec, image))
-        for q in codec.qualities:
+        for q in args.qualities or codec.qualities:
+            q = int(q) if float(q).is_integer() else q
             data = codec.compress(image, q)
             decoded = codec.decompress(data, steps=args.steps)
             bpp = bits_per_pixel(len(data), image)

@@ -262,7 +262,8 @@ def plot_log(csv_path: Path, png_path: Path) -> None:
             axes[2].plot(steps, db, label=f"q{level}")
     axes[1].set(title="compressor: rate", xlabel="step", ylabel="bpp (training crops)")
     axes[2].set(title="compressor: distortion", xlabel="step", ylabel="PSNR (dB)")
-    axes[1].legend(fontsize=7)
+    if comp:
+        axes[1].legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -48,7 +48,7 @@ def huge_header_file(data: bytes) -> bytes:
     return write_container(Container(Header(10**6, 10**6, h.quality, h.model_id), c.z_data, c.y_data, c.symbol_check))
 
 
-def version_file(data: bytes, version: int = 3) -> bytes:
+def version_file(data: bytes, version: int = 4) -> bytes:
     return with_crc(data[:VERSION_BYTE] + bytes([version]) + data[VERSION_BYTE + 1 :])
 
 
@@ -128,7 +128,7 @@ def test_a_header_claiming_10_6_by_10_6_pixels_is_refused_quickly_without_alloca
     assert peak < 1 << 20  # far below even one float per claimed pixel
 
 
-@pytest.mark.parametrize("version", [0, 3, 255])
+@pytest.mark.parametrize("version", [0, 4, 255])
 def test_an_unsupported_version_byte_is_an_unsupported_version_error(codec, small_dpc, version):
     with pytest.raises(UnsupportedVersionError, match=str(version)):
         codec.decompress(version_file(small_dpc, version))
@@ -245,8 +245,8 @@ CLI_CASES = {
     "zero-byte x.png": (_bad_image(b""), ImageReadError),
     "truncated png": (_bad_image(GOOD_PNG[: len(GOOD_PNG) // 2]), ImageReadError),
     "missing image": (_bad_image(None), ImageReadError),
-    "quality 0": (_bad_image(GOOD_PNG, "-q", "0"), CodecError),
-    "quality 7": (_bad_image(GOOD_PNG, "--quality", "7"), CodecError),
+    "quality 9": (_bad_image(GOOD_PNG, "-q", "9"), CodecError),
+    "quality 8.5": (_bad_image(GOOD_PNG, "--quality", "8.5"), CodecError),
     "101 refinement steps": (_bad_dpc(lambda d: d, "--steps", "101"), CodecError),
     "guidance 30": (_bad_dpc(lambda d: d, "--guidance", "30"), CodecError),
     "start 0": (_bad_dpc(lambda d: d, "--start", "0"), CodecError),
@@ -296,14 +296,14 @@ def test_exit_codes_tell_the_failures_apart():
     assert 2 not in codes and 0 not in codes
 
 
-@pytest.mark.parametrize("quality", ["abc", "2.5", ""])
-def test_a_non_integer_quality_is_an_argparse_usage_error_with_exit_2(dpc, tmp_path, capsys, quality):
+@pytest.mark.parametrize("quality", ["abc", "2,5", ""])
+def test_a_non_numeric_quality_is_an_argparse_usage_error_with_exit_2(dpc, tmp_path, capsys, quality):
     (tmp_path / "x.png").write_bytes(GOOD_PNG)
     with pytest.raises(SystemExit) as exc:
         dpc("compress", tmp_path / "x.png", "-q", quality)
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "invalid int value" in err and "Traceback" not in err
+    assert "invalid float value" in err and "Traceback" not in err
     assert tree(tmp_path) == {"x.png"}
 
 
@@ -313,7 +313,7 @@ def test_a_bad_quality_in_folder_mode_touches_no_file(dpc, tmp_path):
     (tmp_path / "pics" / "a.png").write_bytes(GOOD_PNG)
     (tmp_path / "pics" / "b.png").write_bytes(GOOD_PNG)
 
-    result = dpc("compress", tmp_path / "pics", "-o", tmp_path / "packed", "-q", "7")
+    result = dpc("compress", tmp_path / "pics", "-o", tmp_path / "packed", "-q", "9")
 
     assert result.code == CodecError.exit_code
     assert "quality" in result.err

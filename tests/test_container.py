@@ -134,9 +134,22 @@ def test_the_pixel_limit_is_inclusive():
 
 
 def test_a_newer_format_version_is_refused_as_unsupported():
-    data = write_container(Container(Header(8, 8, 1, 1, version=3), b"", b"", 0))
-    with pytest.raises(UnsupportedVersionError):
+    data = write_container(Container(Header(8, 8, 1, 1, version=4), b"", b"", 0))
+    with pytest.raises(UnsupportedVersionError, match="reads version\\(s\\) 1, 2, 3"):
         read_container(data)
+
+
+@pytest.mark.parametrize("offset", [-128, -1, 1, 127])
+def test_version_3_carries_a_rate_offset(offset):
+    header = Header(40, 24, 3, 7, version=3, rate_offset=offset)
+    back = read_container(write_container(Container(header, b"z", b"yy", 5))).header
+    assert back == header and back.level == 2 + offset / 32
+
+
+def test_a_rate_offset_needs_version_3_and_an_int8():
+    for header in (Header(8, 8, 1, 1, rate_offset=1), Header(8, 8, 1, 1, version=3, rate_offset=128)):
+        with pytest.raises(ValueError, match="rate offset"):
+            write_container(Container(header, b"", b"", 0))
 
 
 def test_quality_zero_in_a_header_with_a_valid_crc_is_corrupt():

@@ -26,16 +26,18 @@ def test_a_stopped_run_resumes_and_ends_with_loadable_weights(tmp_path):
     for i in range(4):
         make_textured(256, 224).rotate(15 * i).save(photos / f"{i}.png")
     out = tmp_path / "w.safetensors"
-    common = ["--data", photos, "--out", out, "--ae-seconds", 2, "--compressor-seconds", 2, "--crop", 192, "--batch", 2]
+    common = ["--data", photos, "--out", out, "--compressor-seconds", 2, "--crop", 192, "--batch", 2]
 
-    first = train(*common, "--stop-after-steps", 15)
+    # A long budget that the first process cannot finish: it stops after 15 steps, as a
+    # lent GPU window would end; the resumed run is given a short one to finish.
+    first = train(*common, "--ae-seconds", 600, "--stop-after-steps", 15)
     assert first.returncode != 0 and "continue with --resume" in first.stderr
     ckpt = out.with_suffix(".ckpt.safetensors")
     with safe_open(str(ckpt), "pt") as f:
         meta = json.loads(f.metadata()["meta"])
     assert (meta["stage"], meta["step"]) == ("autoencoder", 15) and not out.exists()
 
-    second = train(*common, "--resume", "--msssim-weight", 0.5)
+    second = train(*common, "--ae-seconds", 2, "--resume", "--msssim-weight", 0.5)
     assert second.returncode == 0, second.stderr[-2000:]
     rows = list(csv.DictReader(open(out.with_suffix(".log.csv"))))
     assert rows[0]["stage"] == "autoencoder" and json.loads(rows[0]["metrics"]) == {"resumed": 1}
