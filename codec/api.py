@@ -141,9 +141,9 @@ class Codec:
             attention=attention,
         )
         limits = BitstreamLimits() if max_pixels is None else BitstreamLimits(max_pixels=max_pixels)
-        codec = cls(load_model(weights), limits=limits, prior_weights=prior_weights, options=options)
-        codec.int8_table = int8_table
-        return codec
+        return cls(
+            load_model(weights), limits=limits, prior_weights=prior_weights, options=options, int8_table=int8_table
+        )
 
     @property
     def prior(self) -> LatentPrior:
