@@ -73,6 +73,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         ok, reason = BASELINES[name].available()
         (baselines.__setitem__(name, BASELINES[name]) if ok else skipped.__setitem__(name, reason))
     table = ResultsTable(cfg.out / "results.csv")
+    if "ours" in cfg.codecs:
+        _check_identity(cfg, codec, table)
     lowest_path = cfg.out / "lowest_bpp.json"
     lowest = json.loads(lowest_path.read_text()) if lowest_path.exists() else {}
 
@@ -91,6 +93,26 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
                 lowest_path.write_text(json.dumps(lowest, indent=1))
     summary = write_report(cfg, table, suite, lowest, skipped, codec)
     return summary
+
+
+def _check_identity(cfg: EvalConfig, codec: Codec, table: ResultsTable) -> None:
+    """A rerun reuses finished rows of ours only if the same weights and format made them:
+    otherwise new weights would silently keep the old numbers."""
+    from bitstream import FORMAT_VERSION
+
+    identity = {"model_id": f"{codec.model_id:04x}", "weights": codec.weights_sha256(), "format": FORMAT_VERSION}
+    path = cfg.out / "ours_identity.json"
+    has_ours = any(key[1] == "ours" for key in table.done)
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        if recorded != identity:
+            raise CodecError(
+                f"{cfg.out} holds results of other weights or format (model {recorded.get('model_id')}); "
+                "use another --out folder"
+            )
+    elif has_ours:
+        raise CodecError(f"{cfg.out} holds results of ours from unrecorded weights; use another --out folder")
+    path.write_text(json.dumps(identity, indent=1))
 
 
 def _file_path(cfg: EvalConfig, codec: str, setting: str, image_path: Path, suffix: str) -> Path:

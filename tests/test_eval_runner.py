@@ -7,7 +7,7 @@ import pytest
 from helpers import make_smooth, make_textured
 
 import eval.distribution
-from codec import Codec
+from codec import Codec, CodecError
 from codec.cli import main as dpc_main
 from eval.report import bd_pair
 from eval.runner import EvalConfig, run_eval
@@ -140,3 +140,18 @@ def test_bd_rate_is_reported_missing_when_the_curves_do_not_overlap():
     far = [(b * 100, v) for b, v in CURVE]
     result = bd_pair(CURVE, far, "psnr")
     assert result["bd_rate_pct"] is None and result["reason"]
+
+
+def test_a_rerun_with_other_weights_is_refused_instead_of_reusing_old_rows(dataset, tmp_path):
+    out = tmp_path / "rd"
+    cfg = _config(dataset, out, codecs=["ours"], qualities=[1], metrics=["psnr"])
+    run_eval(cfg, progress=False)
+    identity = json.loads((out / "ours_identity.json").read_text())
+    assert identity["model_id"] and set(identity["weights"]) == {"codec", "prior"}
+    run_eval(cfg, progress=False)  # same weights: fine
+    (out / "ours_identity.json").write_text(json.dumps(dict(identity, model_id="0000")))
+    with pytest.raises(CodecError, match="other weights"):
+        run_eval(cfg, progress=False)
+    (out / "ours_identity.json").unlink()  # rows of ours without a record: unknown weights
+    with pytest.raises(CodecError, match="unrecorded weights"):
+        run_eval(cfg, progress=False)
