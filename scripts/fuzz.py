@@ -113,6 +113,11 @@ def make_seeds(codec: Codec, sizes=SEED_SIZES, qualities=None) -> list[SeedFile]
         image = synthetic_image(width, height, seed=k)
         for quality in qualities:
             seeds.append(seed_from_bytes(codec, f"{width}x{height}-q{quality}", codec.compress(image, quality)))
+    # Version 3: qualities off the trained levels (a rate offset in the header).
+    width, height = sizes[0]
+    for quality in (-3, 2.5, 8):
+        data = codec.compress(synthetic_image(width, height, seed=99), quality)
+        seeds.append(seed_from_bytes(codec, f"{width}x{height}-q{quality}", data))
     c = read_container(seeds[len(seeds) // 2].data)
     # Version 1 files may carry opaque hints, which readers keep and ignore.
     hinted = Container(replace(c.header, hints=b"fuzz-hints", version=1), c.z_data, c.y_data, c.symbol_check)
@@ -160,6 +165,7 @@ class RawFields:
     z_len: int | None = None  # None: len(z)
     width_pad: int = 0  # redundant varint bytes
     height_pad: int = 0
+    rate_offset: int = 0  # version 3 and later: written as one raw byte
 
     @classmethod
     def of(cls, data: bytes) -> "RawFields":
@@ -175,6 +181,7 @@ class RawFields:
             c.symbol_check,
             version=h.version,
             hints=h.hints,
+            rate_offset=h.rate_offset,
         )
 
     def build(self, crc: bool = True) -> bytes:
@@ -187,6 +194,7 @@ class RawFields:
                 leb128(self.width, self.width_pad),
                 leb128(self.height, self.height_pad),
                 bytes([(self.quality & 0x7F) | (0x80 if flag else 0)]),
+                bytes([self.rate_offset & 0xFF]) if self.version >= 3 else b"",
                 (leb128(len(self.hints) if self.hints_len is None else self.hints_len) + self.hints) if flag else b"",
                 leb128(len(self.z) if self.z_len is None else self.z_len),
                 self.z,
@@ -321,7 +329,20 @@ class CaseMaker:
         f = RawFields.of(s.data)
         levels = list(self.codec.qualities)
         for what in rng.sample(
-            ["size", "width", "height", "quality", "model", "hints", "z_len", "check", "varint", "version", "magic"],
+            [
+                "size",
+                "width",
+                "height",
+                "quality",
+                "rate",
+                "model",
+                "hints",
+                "z_len",
+                "check",
+                "varint",
+                "version",
+                "magic",
+            ],
             rng.randint(1, 3),
         ):
             if what == "size":  # both sides, often right at the pixel limit
@@ -333,6 +354,9 @@ class CaseMaker:
                 f.height = self._size(rng, f.height)
             elif what == "quality":
                 f.quality = rng.choice([0, levels[0], levels[-1], levels[-1] + 1, 0x7F, rng.randrange(128)])
+            elif what == "rate":  # the version-3 rate offset, at and past the scale's ends
+                f.version = 3
+                f.rate_offset = rng.choice([-128, -97, -1, 0, 1, 63, 64, 65, 127, rng.randint(-128, 127)])
             elif what == "model":
                 f.model_id = rng.choice([f.model_id ^ (1 << rng.randrange(16)), rng.randrange(1 << 16)])
             elif what == "hints":
@@ -351,7 +375,7 @@ class CaseMaker:
             elif what == "varint":
                 f.width_pad, f.height_pad = rng.choice([(1, 0), (0, 2), (3, 3), (4, 0)])
             elif what == "version":
-                f.version = rng.choice([0, 1, 2, 3, 255])
+                f.version = rng.choice([0, 1, 2, 3, 4, 255])
             elif what == "magic":
                 f.magic = rng.choice([b"DQ", b"PD", b"dp", rng.randbytes(2)])
         return f.build(crc=rng.random() < CRC_FIX_RATE)
