@@ -3,6 +3,7 @@
 # Runs on the lent GPU machine from the repository root, with the data pack
 # (scripts/pack_data.py) in .data/ and cp312 wheels of compressai and
 # pytorch-msssim in .whl/. Writes the weights and logs to $OUT (or ./out).
+# Extra arguments go to scripts/train.py (e.g. --msssim-weight 0.3 --amp bf16 --compile).
 set -euo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
@@ -11,4 +12,4 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -W ignore scripts/train.py --data .data/trainpack.npz --out "$OUT/dpc-v1.safetensors" \
     --ae-seconds "${AE_SECONDS:-200}" --compressor-seconds "${COMPRESSOR_SECONDS:-300}" \
-    --batch 16 --crop 256 --device cuda 2>&1 | tee "$OUT/train.log"
+    --batch 16 --crop 256 --device cuda "$@" 2>&1 | tee "$OUT/train.log"
