@@ -221,6 +221,11 @@ class Codec:
             image, latent, nearest, offset, refine if refine is not None else self.default_refine(nearest)
         )
 
+    @property
+    def rate_levels(self) -> tuple[int, int]:
+        """The 0-based levels the rate scale spans: trained 0..L-1, extrapolated beyond."""
+        return -RATE_EXTRAPOLATION[0], self.compressor.cfg.levels - 1 + RATE_EXTRAPOLATION[1]
+
     def rate_point(self, quality: float) -> tuple[int, int]:
         """quality -> (nearest trained quality, rate offset in 1/32 level); CodecError if out of range.
 
@@ -229,21 +234,20 @@ class Codec:
         """
         if isinstance(quality, bool) or not isinstance(quality, (int, float, np.integer, np.floating)):
             raise CodecError(f"quality must be a number, got {quality!r}")
-        low, high = 1 - RATE_EXTRAPOLATION[0], self.compressor.cfg.levels + RATE_EXTRAPOLATION[1]
+        low, high = (level + 1 for level in self.rate_levels)
         if not low <= quality <= high:  # also refuses nan
-            raise CodecError(f"quality must be between {low} and {high} (1..{high - 2} are trained), got {quality!r}")
+            raise CodecError(
+                f"quality must be between {low} and {high} "
+                f"(1..{self.compressor.cfg.levels} are trained), got {quality!r}"
+            )
         steps = round((float(quality) - 1) * RATE_STEPS)  # on the 1/32 grid
         nearest = min(max(round(steps / RATE_STEPS) + 1, 1), self.compressor.cfg.levels)
         return nearest, steps - (nearest - 1) * RATE_STEPS
 
     def _code(self, image, latent, quality: int, offset: int, refine: RefineSettings) -> bytes:
         """Latent of `image` -> .dpc bytes at trained `quality` + `offset`/32 levels."""
-        level = quality - 1 + offset / RATE_STEPS
         with on_device(self.compressor, self.options):
-            y, z_symbols = self.compressor.analyse(latent, level)
-            params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
-            y_symbols = self.compressor.y_symbols(y, params, level)
-        symbols = Symbols(z=z_symbols.cpu().numpy(), y=y_symbols.cpu().numpy())
+            symbols, params = self._symbols(latent, quality - 1 + offset / RATE_STEPS)
         header = Header(
             width=image.width,
             height=image.height,
@@ -282,7 +286,7 @@ class Codec:
                 tried[step] = self._code(image, latent, nearest, offset, settings)
             return len(tried[step]) * 8 / pixels
 
-        low, high = -RATE_EXTRAPOLATION[0], self.compressor.cfg.levels - 1 + RATE_EXTRAPOLATION[1]
+        low, high = self.rate_levels
         grid = [k * RATE_STEPS for k in range(low, high + 1)]
         below = [g for g in grid if rate(g) <= bpp]
         a = below[-1] if below else grid[0]
@@ -317,14 +321,15 @@ class Codec:
     def analyse(self, image: Image.Image, quality: float = DEFAULT_QUALITY) -> Symbols:
         """Image -> the integer symbols compress() entropy-codes."""
         nearest, offset = self.rate_point(quality)
-        return self._analyse(self._encodable(image), nearest - 1 + offset / RATE_STEPS)[0]
-
-    def _analyse(self, image: Image.Image, level: float) -> tuple[Symbols, HyperParams]:
-        latent = self._encode(self._padded(image))
+        latent = self._encode(self._padded(self._encodable(image)))
         with on_device(self.compressor, self.options):
-            y, z_symbols = self.compressor.analyse(latent, level)
-            params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
-            y_symbols = self.compressor.y_symbols(y, params, level)
+            return self._symbols(latent, nearest - 1 + offset / RATE_STEPS)[0]
+
+    def _symbols(self, latent: torch.Tensor, level: float) -> tuple[Symbols, HyperParams]:
+        """Latent (1,C,h,w) -> the integer symbols at a 0-based level, and y's entropy parameters."""
+        y, z_symbols = self.compressor.analyse(latent, level)
+        params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
+        y_symbols = self.compressor.y_symbols(y, params, level)
         return Symbols(z=z_symbols.cpu().numpy(), y=y_symbols.cpu().numpy()), params
 
     @torch.inference_mode()
@@ -341,10 +346,8 @@ class Codec:
         self.compressor.to(self.device)  # several stages in a row: on the device once (offload)
         for quality in qualities or self.qualities:
             level = self.check_quality(quality)
-            y, z_symbols = self.compressor.analyse(latent, level)
-            params = self._entropy_parameters.hyper_params(z_symbols.cpu(), level)
-            y_symbols = self.compressor.y_symbols(y, params, level)
-            coarse[quality] = self.compressor.synthesise(y_symbols, params, level)
+            symbols, params = self._symbols(latent, level)
+            coarse[quality] = self.compressor.synthesise(torch.from_numpy(symbols.y).to(self.device), params, level)
         self.compressor.to(self.options.home)
         return latent, coarse
 
@@ -460,7 +463,7 @@ class Codec:
             )
         self.check_quality(header.quality, error=BitstreamError)
         level = header.level
-        low, high = -RATE_EXTRAPOLATION[0], self.compressor.cfg.levels - 1 + RATE_EXTRAPOLATION[1]
+        low, high = self.rate_levels
         if not low <= level <= high:
             raise BitstreamError(f"corrupt header: rate level {level + 1:g} is outside {low + 1}..{high + 1}")
         z_shape = self._z_shape(header)

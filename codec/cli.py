@@ -213,7 +213,6 @@ def _compress(args) -> int:
     from .api import DEFAULT_QUALITY
 
     quality = DEFAULT_QUALITY if args.quality is None else args.quality
-    quality = int(quality) if float(quality).is_integer() else quality
     codec = _load_codec(args)
     codec.rate_point(quality)  # reject bad options before touching any file
     refine = _refine_overrides(args)

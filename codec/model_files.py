@@ -108,6 +108,17 @@ def _reading(path: Path):
         raise ModelFileError(f"unusable weight file {path}: {reason}") from None
 
 
+def _open_weights(path: Path, default: Path, tag: str, what: str) -> tuple[dict, dict, str]:
+    """Read, digest-check and parse a safetensors file of format `tag`: (tensors, metadata, sha256)."""
+    raw, digest = _read_weights(path, default)
+    with _reading(path):
+        tensors = load_safetensors_bytes(raw)
+        metadata = _metadata(raw)
+        if metadata.get("format") != tag:
+            raise ValueError(f"not a dpcodec {what}")
+    return tensors, metadata, digest
+
+
 def save_prior(path: Path, prior: LatentPrior, info: dict) -> str:
     """Write the diffusion prior's parameters in float16 with its config; return the sha256."""
     round_to_half(prior)
@@ -119,12 +130,10 @@ def save_prior(path: Path, prior: LatentPrior, info: dict) -> str:
 def load_prior(path: Path | str | None = None) -> PriorBundle:
     """Load a diffusion-prior weight file; ModelFileError with a one-line reason if unusable."""
     path = Path(path) if path is not None else DEFAULT_PRIOR_WEIGHTS
-    raw, digest = _read_weights(path, DEFAULT_PRIOR_WEIGHTS)
+    tensors, metadata, digest = _open_weights(
+        path, DEFAULT_PRIOR_WEIGHTS, PRIOR_FORMAT_TAG, "diffusion-prior weight file"
+    )
     with _reading(path):
-        tensors = load_safetensors_bytes(raw)
-        metadata = _metadata(raw)
-        if metadata.get("format") != PRIOR_FORMAT_TAG:
-            raise ValueError("not a dpcodec diffusion-prior weight file")
         prior = LatentPrior(PriorConfig.from_dict(json.loads(metadata["prior"])))
         prior.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
         prior.eval().requires_grad_(False)
@@ -135,12 +144,8 @@ def load_prior(path: Path | str | None = None) -> PriorBundle:
 def load_model(path: Path | str | None = None) -> ModelBundle:
     """Load a weight file; raises ModelFileError with a one-line reason if it is unusable."""
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    raw, digest = _read_weights(path, DEFAULT_WEIGHTS)
+    tensors, metadata, digest = _open_weights(path, DEFAULT_WEIGHTS, FORMAT_TAG, "weight file")
     with _reading(path):
-        tensors = load_safetensors_bytes(raw)
-        metadata = _metadata(raw)
-        if metadata.get("format") != FORMAT_TAG:
-            raise ValueError("not a dpcodec weight file")
         ae_cfg = json.loads(metadata["autoencoder"])
         ae_cfg["widths"] = tuple(ae_cfg["widths"])
         autoencoder = LatentAutoencoder(AutoencoderConfig(**ae_cfg))

@@ -22,19 +22,16 @@ were where most of the prior's INT8 error came from.
 """
 
 import copy
-import hashlib
 import json
 import warnings
 from pathlib import Path
 
 import torch
 import torch.ao.quantization as tq
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save_file
 from torch import nn
 
 from .errors import ModelFileError
+from .model_files import _open_weights, _reading, _write_weights
 
 DEFAULT_INT8_TABLE = Path(__file__).parent / "weights" / "dpc-int8-v1.safetensors"
 INT8_FORMAT_TAG = "dpcodec-int8-1"
@@ -115,42 +112,22 @@ def activation_table(model: str, observed: nn.Module) -> dict[str, torch.Tensor]
 
 
 def save_table(path: Path, table: dict[str, torch.Tensor], weights_sha256: dict[str, str], info: dict) -> str:
-    """Write a calibration table (atomically) with the weights it belongs to; return its sha256."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write a calibration table (atomically, with its SHA-256 record) tied to the weights; return its sha256."""
     metadata = {"format": INT8_FORMAT_TAG, "weights": json.dumps(weights_sha256), "info": json.dumps(info)}
-    save_file({k: v.contiguous() for k, v in table.items()}, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    path.chmod(0o644)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    path.with_name(path.name + ".sha256").write_text(digest + "\n")
-    return digest
+    return _write_weights(Path(path), {k: v.contiguous() for k, v in table.items()}, metadata)
 
 
 # -- run time ----------------------------------------------------------------------------
 def load_table(path: Path | None, weights_sha256: dict[str, str]) -> dict[str, torch.Tensor]:
     """Read a calibration table; ModelFileError unless it was made for exactly these weights."""
     path = Path(path) if path is not None else DEFAULT_INT8_TABLE
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read INT8 calibration table {path}: {exc.strerror or exc}") from None
-    record = path.with_name(path.name + ".sha256")
-    if record.exists() and record.read_text().split()[:1] != [hashlib.sha256(raw).hexdigest()]:
-        raise ModelFileError(f"INT8 calibration table {path} does not match its recorded SHA-256; refusing it")
-    try:
-        table = load_safetensors_bytes(raw)
-        header_len = int.from_bytes(raw[:8], "little")
-        metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__", {})
-        if metadata.get("format") != INT8_FORMAT_TAG:
-            raise ValueError("not a dpcodec INT8 calibration table")
+    table, metadata, _ = _open_weights(path, DEFAULT_INT8_TABLE, INT8_FORMAT_TAG, "INT8 calibration table")
+    with _reading(path):
         made_for = json.loads(metadata["weights"])
-    except (SafetensorError, ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"unusable INT8 calibration table {path}: {str(exc).splitlines()[0]}") from None
     if made_for != weights_sha256:
         raise ModelFileError(
-            f"INT8 calibration table {path} was made for other weights; "
-            "calibrate these with scripts/calibrate_int8.py (--int8-table)"
+            f"INT8 calibration table {path} was made for other weights; calibrate these with "
+            "scripts/calibrate_int8.py and pass the table as Codec.load(int8_table=...)"
         )
     return table
 

@@ -48,16 +48,14 @@ DEFAULT_CONFIGS = {
 
 def parse_config(name: str, device: str) -> dict:
     """Configuration name -> {"options": Codec.load keywords, "steps": int|None, "tile": int}."""
+    aliases = {"naive": NAIVE, "fast": FAST.get(device.split(":")[0], "fp32"), "untiled": "fp32+tile0"}
+
+    def tokens(text: str) -> list[str]:
+        return [t for part in text.split("+") for t in (tokens(aliases[part]) if part in aliases else [part])]
+
     spec = {"options": {"device": device}, "steps": None, "tile": 512}
-    expanded = {"naive": NAIVE, "fast": FAST.get(device.split(":")[0], "fp32"), "untiled": "fp32+tile0"}
-    for token in expanded.get(name, name).split("+"):
-        token = expanded.get(token, token)
-        if "+" in token:
-            sub = parse_config(token, device)
-            spec["options"].update(sub["options"])
-            spec["steps"] = sub["steps"] if sub["steps"] is not None else spec["steps"]
-            spec["tile"] = sub["tile"]
-        elif token in CONFIG_TOKENS:
+    for token in tokens(name):
+        if token in CONFIG_TOKENS:
             spec["options"].update(CONFIG_TOKENS[token])
         elif token.startswith("steps") and token[5:].isdigit():
             spec["steps"] = int(token[5:])
@@ -274,20 +272,23 @@ def _add_quality(runs: list[dict], files: list[dict]) -> None:
             r["msssim_vs_naive"] = msssim(load(naive[(r["image"], r["size"])]), out)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def _machine(device: str) -> str:
     import torch
 
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def format_table(result: dict) -> str:

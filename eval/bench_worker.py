@@ -136,8 +136,6 @@ def bench_file(codec, data: bytes, steps, tile: int, repeats: int, warmup: int) 
 
 def main(spec_path: str, result_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
-    if spec.get("threads"):
-        torch.set_num_threads(int(spec["threads"]))
     import diffusers  # noqa: F401
     from diffusers import UNet2DModel  # noqa: F401
 

@@ -11,7 +11,6 @@ Python and torch start-up) for the same image.
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codec import DEFAULT_QUALITY, Codec, load_image  # noqa: E402
+from eval.bench import cpu_name  # noqa: E402
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
@@ -33,16 +33,6 @@ def timed(fn, repeats: int) -> tuple[float, object]:
         result = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), result
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

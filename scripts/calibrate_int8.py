@@ -11,7 +11,6 @@ layer's input and output go into a small safetensors table tied to the weights' 
 
 import argparse
 import json
-import platform
 import random
 import sys
 import time
@@ -21,15 +20,16 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pack_data import find_images  # noqa: E402
+
 from codec import Codec  # noqa: E402
 from codec.quantization import DEFAULT_INT8_TABLE, calibrate, save_table  # noqa: E402
-
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+from eval.bench import cpu_name  # noqa: E402
 
 
 def crops(root: Path, count: int, size: int, seed: int) -> list[Image.Image]:
     """`count` random size x size crops of distinct photos under `root` (short side scaled to 2 x size)."""
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS)
+    paths = find_images(root)
     if not paths:
         raise SystemExit(f"no photos under {root}")
     rng = random.Random(seed)
@@ -70,7 +70,7 @@ def main() -> None:
         "seed": args.seed,
         "qualities": list(codec.qualities),
         "seconds": round(seconds, 1),
-        "device": platform.processor() or platform.machine(),
+        "device": cpu_name(),
         "command": "python " + " ".join(sys.argv),
     }
     digest = save_table(args.out, table, codec.weights_sha256(), info)

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark import cpu_name  # noqa: E402
+from eval.bench import cpu_name  # noqa: E402
 
 
 def mosaic(photos: list[Path], size: int) -> Image.Image:

@@ -166,7 +166,7 @@ def train_autoencoder(ae, sampler, args, log, ckpt, resume: dict | None = None) 
     return {"steps": step, "seconds": round(time.time() - start, 1), "final_psnr_train_db": round(psnr(ema), 2)}
 
 
-def train_compressor(ae, comp, sampler, args, log, ckpt, resume: dict | None = None) -> dict:
+def train_compressor(ae, comp, sampler, args, log, ckpt, autoencoder_info: dict, resume: dict | None = None) -> dict:
     ae.eval().requires_grad_(False)
     aux_params = [p for n, p in comp.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in comp.named_parameters() if not n.endswith("quantiles")]
@@ -222,7 +222,7 @@ def train_compressor(ae, comp, sampler, args, log, ckpt, resume: dict | None = N
         stop = ckpt.step()
         if step % 10 == 0 or stop:
             meta = {"stage": "compressor", "step": step, "elapsed": time.time() - start, "stats": stats}
-            meta["autoencoder_info"] = args.autoencoder_info
+            meta["autoencoder_info"] = autoencoder_info
             ckpt.maybe_save(parts, meta)
             if stop:
                 ckpt.stop(parts, meta)
@@ -370,11 +370,10 @@ def main() -> None:
     if info["autoencoder"].get("from") is None:
         state = {k: v.contiguous() for k, v in ae.state_dict().items()}
         save_file(state, str(args.out.with_name(args.out.stem + ".autoencoder.safetensors")))
-    args.autoencoder_info = info["autoencoder"]
     if resume is None:  # stage boundary: a resume from here starts the compressor afresh
         meta = {"stage": "compressor", "step": 0, "elapsed": 0.0, "stats": {}, "autoencoder_info": info["autoencoder"]}
         save_checkpoint(ckpt_path, {"ae": ae}, meta, sampler.rng)
-    info["compressor"] = train_compressor(ae, comp, sampler, args, log, ckpt, resume)
+    info["compressor"] = train_compressor(ae, comp, sampler, args, log, ckpt, info["autoencoder"], resume)
     log_file.close()
     plot_log(log_path, args.out.with_suffix(".log.png"))
     ae, comp = ae.cpu().float(), comp.cpu().float()
