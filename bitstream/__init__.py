@@ -2,40 +2,43 @@
 
 Nothing here knows about neural networks: it receives integer symbols plus
 integer CDF tables and returns bytes, and back.
+
+Names are imported on first use, so `bitstream.errors` (the base of the codec's
+exception family) costs no numpy or constriction import.
 """
 
-from .container import (
-    FORMAT_VERSION,
-    MAGIC,
-    RATE_OFFSET_VERSION,
-    RATE_STEPS,
-    BitstreamLimits,
-    Container,
-    Header,
-    read_container,
-    read_header,
-    write_container,
-)
-from .entropy_coding import CdfTables, decode_symbols, encode_symbols, symbol_check
-from .hints import SAMPLERS, RefineSettings, pack_hints, unpack_hints
+import importlib
 
-__all__ = [
-    "FORMAT_VERSION",
-    "RATE_OFFSET_VERSION",
-    "RATE_STEPS",
-    "MAGIC",
-    "BitstreamLimits",
-    "CdfTables",
-    "Container",
-    "Header",
-    "RefineSettings",
-    "SAMPLERS",
-    "decode_symbols",
-    "encode_symbols",
-    "pack_hints",
-    "read_container",
-    "read_header",
-    "symbol_check",
-    "unpack_hints",
-    "write_container",
-]
+_SOURCES = {  # public name -> the submodule that defines it (imported on first use, PEP 562)
+    **dict.fromkeys(
+        (
+            "FORMAT_VERSION",
+            "MAGIC",
+            "RATE_OFFSET_VERSION",
+            "RATE_STEPS",
+            "BitstreamLimits",
+            "Container",
+            "Header",
+            "read_container",
+            "read_header",
+            "write_container",
+        ),
+        "container",
+    ),
+    **dict.fromkeys(("CdfTables", "decode_symbols", "encode_symbols", "symbol_check"), "entropy_coding"),
+    **dict.fromkeys(("SAMPLERS", "RefineSettings", "pack_hints", "unpack_hints"), "hints"),
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str):
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'bitstream' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))

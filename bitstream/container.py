@@ -156,6 +156,8 @@ def read_header(data: bytes, limits: BitstreamLimits = BitstreamLimits()) -> tup
     .dpc file, ImageTooLargeError for sizes beyond `limits`.
     """
     data = bytes(data)
+    if not data:
+        raise BitstreamError("empty (0 bytes): not a .dpc file")
     if len(data) < len(MAGIC) + 1 or data[: len(MAGIC)] != MAGIC:
         raise BitstreamError("not a .dpc file (bad magic)")
     version = data[len(MAGIC)]

@@ -5,36 +5,49 @@ c = Codec.load()
 data = c.compress(image, quality=3)          # records the level's default refinement
 image = c.decompress(data)                   # refines as recorded; steps=0 for the plain decoder
 image = c.decompress(data, steps=8, sampler="dpmpp", guidance=2.0, seed=1)
+
+The names below are imported on first use (PEP 562), so `import codec` and the
+`dpc` entry point (codec/cli.py) cost nothing until torch is really needed: the
+CLI sets its Ctrl-C / SIGTERM handling before the slow imports start.
 """
 
-from bitstream import RefineSettings
+import importlib
 
-from .api import DEFAULT_QUALITY, Codec
-from .errors import (
-    BitstreamError,
-    CodecError,
-    DecoderDesyncError,
-    ImageReadError,
-    ImageTooLargeError,
-    ModelFileError,
-    ModelMismatchError,
-    OutputExistsError,
-    UnsupportedVersionError,
-)
-from .images import load_image
+_SOURCES = {  # public name -> the module that defines it
+    "DEFAULT_QUALITY": "codec.api",
+    "Codec": "codec.api",
+    "RefineSettings": "bitstream",
+    "load_image": "codec.images",
+    **dict.fromkeys(
+        (
+            "BitstreamError",
+            "CodecError",
+            "DecoderDesyncError",
+            "ImageReadError",
+            "ImageTooLargeError",
+            "InvalidOptionError",
+            "ModelFileError",
+            "ModelMismatchError",
+            "NoInputsError",
+            "OutputExistsError",
+            "OutputWriteError",
+            "UnsafeOutputError",
+            "UnsupportedVersionError",
+        ),
+        "codec.errors",
+    ),
+}
 
-__all__ = [
-    "DEFAULT_QUALITY",
-    "BitstreamError",
-    "Codec",
-    "CodecError",
-    "DecoderDesyncError",
-    "ImageReadError",
-    "ImageTooLargeError",
-    "ModelFileError",
-    "ModelMismatchError",
-    "OutputExistsError",
-    "RefineSettings",
-    "UnsupportedVersionError",
-    "load_image",
-]
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str):
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'codec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCES[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))

@@ -10,9 +10,12 @@ Data flow (see codec/autoencoder.py and codec/compressor.py for the stages):
     image -> pad to a multiple of 64 -> E -> latent -> compressor -> symbols
           -> bitstream (constriction + container) -> bytes
     bytes -> container -> z symbols -> entropy parameters -> y symbols
-          -> coarse latent -> diffusion prior (few steps; codec/sampling.py) -> latent_hat
-          -> D on overlapping tiles (codec/tiling.py; the prior's texture decoder when
-             refined, the autoencoder's own at steps 0) -> crop -> image
+          -> coarse latent -> diffusion prior (steps as the file records, often 0;
+             codec/sampling.py) -> latent_hat
+          -> pixel decoder on overlapping tiles (codec/tiling.py) -> crop -> image:
+             the perceptual decoder, conditioned on the file's rate level, by default
+             (codec/perceptual_decoder.py); the autoencoder's own MSE decoder with
+             fidelity=True (no refinement: the highest PSNR / MS-SSIM)
 
 The refinement settings the encoder intends travel in the header (bitstream/hints.py);
 decompress() uses them unless told otherwise.
@@ -43,11 +46,26 @@ from bitstream import (
     write_container,
 )
 
-from .autoencoder import Decoder
 from .compressor import HyperParams
-from .errors import BitstreamError, CodecError, DecoderDesyncError, ImageTooLargeError, ModelMismatchError
-from .images import image_to_tensor, tensor_to_image, to_rgb
-from .model_files import DEFAULT_PRIOR_WEIGHTS, ModelBundle, load_model, load_prior, read_prior_config
+from .errors import (
+    BitstreamError,
+    CodecError,
+    DecoderDesyncError,
+    ImageTooLargeError,
+    InvalidOptionError,
+    ModelMismatchError,
+)
+from .images import as_image, image_to_tensor, tensor_to_image, to_rgb
+from .model_files import (
+    DEFAULT_DECODER_WEIGHTS,
+    DEFAULT_PRIOR_WEIGHTS,
+    ModelBundle,
+    load_decoder,
+    load_model,
+    load_prior,
+    read_prior_config,
+)
+from .perceptual_decoder import PerceptualDecoder
 from .prior import LatentPrior
 from .runtime import Runner, RunOptions, on_device, prepare, set_attention
 from .tiling import tile_map
@@ -60,7 +78,7 @@ DEFAULT_QUALITY = 3
 # Tiles (image px). The decoder's receptive field is under 8 latent px and the encoder's
 # under 64 px, so a halo of that much context makes tiles agree with an untiled run.
 DEFAULT_TILE = 512  # pixel decoding; 0 = no tiling anywhere
-DECODE_HALO, DECODE_OVERLAP = 8, 8  # latent px
+DECODE_HALO, DECODE_OVERLAP = 8, 8  # latent px (the fidelity decoder; the perceptual one has its own halo)
 ENCODE_TILE, ENCODE_HALO, ENCODE_OVERLAP = 1024, 64, 64  # image px
 # The prior sees a wide context (mid-block attention), so it is tiled only beyond
 # 2048 px; its tiles overlap by 32 latent px and carry 32 px of halo.
@@ -86,17 +104,20 @@ class Codec:
         prior_weights=None,
         options: RunOptions | None = None,
         int8_table=None,
+        decoder_weights=None,
     ):
         """`options` (codec/runtime.py) say how decoding runs; without them, fp32 on `device`."""
         self.bundle = bundle
         self.prior_weights = prior_weights if prior_weights is not None else DEFAULT_PRIOR_WEIGHTS
+        self.decoder_weights = decoder_weights if decoder_weights is not None else DEFAULT_DECODER_WEIGHTS
         self.options = options if options is not None else RunOptions(device=str(device))
         self.int8_table = int8_table
         self._prior: LatentPrior | None = None  # loaded on first refinement
         self._prior_cfg = None  # its config, read once from the file's metadata
         self._prior_sha256 = ""
-        self._texture_decoder: torch.nn.Module | None = None
-        self._runners: dict[str, Runner] = {}  # decoding models as they run: prior, texture, plain
+        self._perceptual: PerceptualDecoder | None = None  # loaded on first perceptual decode
+        self._decoder_sha256 = ""
+        self._runners: dict[str, Runner] = {}  # decoding models as they run: prior, perceptual, plain
         self.device = torch.device(self.options.device)
         self.limits = limits or BitstreamLimits()
         self.autoencoder = bundle.autoencoder.to(self.options.home)
@@ -124,8 +145,10 @@ class Codec:
         channels_last: bool = False,
         attention: str = "sdpa",
         int8_table=None,
+        decoder_weights=None,
     ) -> "Codec":
-        """Load the shipped weights (or given .safetensors files: codec, diffusion prior).
+        """Load the shipped weights (or given .safetensors files: codec, diffusion prior,
+        perceptual decoder `decoder_weights`).
 
         The keywords after `prior_weights` are the deployment options of codec/runtime.py
         (dtype "fp32"/"fp16"/"bf16", int8, offload, compile, channels_last, attention
@@ -142,7 +165,12 @@ class Codec:
         )
         limits = BitstreamLimits() if max_pixels is None else BitstreamLimits(max_pixels=max_pixels)
         return cls(
-            load_model(weights), limits=limits, prior_weights=prior_weights, options=options, int8_table=int8_table
+            load_model(weights),
+            limits=limits,
+            prior_weights=prior_weights,
+            options=options,
+            int8_table=int8_table,
+            decoder_weights=decoder_weights,
         )
 
     @property
@@ -153,14 +181,22 @@ class Codec:
             self._prior, self._prior_sha256 = bundle.prior.to(self.options.home), bundle.sha256
         return self._prior
 
+    @property
+    def perceptual_decoder(self) -> PerceptualDecoder:
+        """The perceptual pixel decoder as loaded (fp32; loaded from `decoder_weights` on first use)."""
+        if self._perceptual is None:
+            bundle = load_decoder(self.decoder_weights)
+            self._perceptual, self._decoder_sha256 = bundle.decoder.to(self.options.home), bundle.sha256
+        return self._perceptual
+
     def _runner(self, name: str) -> Runner:
-        """A decoding model ("prior", "texture", "plain") as it runs under self.options."""
+        """A decoding model ("prior", "perceptual", "plain") as it runs under self.options."""
         if name not in self._runners:
             if name == "prior":
                 module = self.prior
                 set_attention(module.unet, self.options.attention)
             else:
-                module = self.texture_decoder if name == "texture" else self.autoencoder.decoder
+                module = self.perceptual_decoder if name == "perceptual" else self.autoencoder.decoder
             if self.options.int8:
                 try:
                     from .quantization import load_table, quantize
@@ -173,11 +209,12 @@ class Codec:
         return self._runners[name]
 
     def weights_sha256(self) -> dict[str, str]:
-        """SHA-256 of the codec and prior weight files (what an INT8 table is tied to)."""
+        """SHA-256 of the codec, prior and perceptual-decoder weight files (what an INT8 table is tied to)."""
         self.prior  # noqa: B018 (loads it, and with it its digest)
-        return {"codec": self.bundle.sha256, "prior": self._prior_sha256}
+        self.perceptual_decoder  # noqa: B018
+        return {"codec": self.bundle.sha256, "prior": self._prior_sha256, "decoder": self._decoder_sha256}
 
-    def warm_up(self, stages=("prior", "texture", "plain")) -> None:
+    def warm_up(self, stages=("prior", "perceptual", "plain")) -> None:
         """Build the decoding models now (load, quantize, cast) rather than on first use."""
         for name in stages:
             self._runner(name)
@@ -204,10 +241,11 @@ class Codec:
 
     # -- compress --------------------------------------------------------------------
     @torch.inference_mode()
-    def compress(
-        self, image: Image.Image, quality: float = DEFAULT_QUALITY, refine: RefineSettings | None = None
-    ) -> bytes:
-        """PIL image (any mode; see codec.images) -> bytes of a .dpc file.
+    def compress(self, image, quality: float = DEFAULT_QUALITY, refine: RefineSettings | None = None) -> bytes:
+        """Image -> bytes of a .dpc file.
+
+        `image`: a PIL image (any mode; see codec.images), an (H, W) or (H, W, 3) uint8
+        numpy array, or a path to an image file; anything else is an ImageReadError.
 
         `quality`: a trained level 1..6, or any value from -3 to 8 in steps of 1/32 for
         rates between and beyond them (see rate_point(); such files are format version 3).
@@ -233,10 +271,10 @@ class Codec:
         and up to 4 levels below the first and 2 above the last they are extrapolated.
         """
         if isinstance(quality, bool) or not isinstance(quality, (int, float, np.integer, np.floating)):
-            raise CodecError(f"quality must be a number, got {quality!r}")
+            raise InvalidOptionError(f"quality must be a number, got {quality!r}")
         low, high = (level + 1 for level in self.rate_levels)
         if not low <= quality <= high:  # also refuses nan
-            raise CodecError(
+            raise InvalidOptionError(
                 f"quality must be between {low} and {high} "
                 f"(1..{self.compressor.cfg.levels} are trained), got {quality!r}"
             )
@@ -270,7 +308,7 @@ class Codec:
         level's default refinement with `refine_overrides` (e.g. steps=4) applied.
         """
         if isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 64:
-            raise CodecError(f"target bpp must be a number in (0, 64), got {bpp!r}")
+            raise InvalidOptionError(f"target bpp must be a number in (0, 64), got {bpp!r}")
         image = self._encodable(image)
         latent = self._encode(self._padded(image))
         pixels = image.width * image.height
@@ -282,7 +320,7 @@ class Codec:
                 try:
                     settings = self.default_refine(nearest).with_overrides(**refine_overrides)
                 except ValueError as exc:
-                    raise CodecError(str(exc)) from None
+                    raise InvalidOptionError(str(exc)) from None
                 tried[step] = self._code(image, latent, nearest, offset, settings)
             return len(tried[step]) * 8 / pixels
 
@@ -345,7 +383,8 @@ class Codec:
         coarse = {}
         self.compressor.to(self.device)  # several stages in a row: on the device once (offload)
         for quality in qualities or self.qualities:
-            level = self.check_quality(quality)
+            nearest, offset = self.rate_point(quality)  # any quality of the continuous scale
+            level = nearest - 1 + offset / RATE_STEPS
             symbols, params = self._symbols(latent, level)
             coarse[quality] = self.compressor.synthesise(torch.from_numpy(symbols.y).to(self.device), params, level)
         self.compressor.to(self.options.home)
@@ -368,24 +407,33 @@ class Codec:
         start: float | None = None,
         early_exit: float | None = None,
         tile: int = DEFAULT_TILE,
+        fidelity: bool = False,
         progress=None,
     ) -> Image.Image:
         """Bytes of a .dpc file -> RGB PIL image of the original width and height.
 
-        Refinement follows the file's header; each keyword that is not None overrides it
-        (steps=0: plain decoder). `tile`: pixel-decoding tile side in px (0 = no tiling).
-        The same file, options and device give identical pixels.
+        Default: the perceptual decoder draws the latent, refined first as the file's header
+        records; each refinement keyword that is not None overrides the header (steps=0: no
+        refinement). fidelity=True: the autoencoder's MSE decoder without refinement, the
+        highest PSNR / MS-SSIM (refinement keywords are then refused). `tile`: pixel-decoding
+        tile side in px (0 = no tiling). The same file, options and device give identical pixels.
         """
         tile = self.check_tile(tile)
+        overrides = dict(steps=steps, sampler=sampler, guidance=guidance, seed=seed, start=start, early_exit=early_exit)
+        if fidelity:
+            given = [k for k, v in overrides.items() if v is not None]
+            if given:
+                raise InvalidOptionError(f"fidelity decoding does not refine; drop {', '.join(given)}")
+            header, coarse = self.decode_latent(data)
+            x = self.decode_pixels(coarse, tile)
+            return tensor_to_image(x[..., : header.height, : header.width])
         header, coarse = self.decode_latent(data)
         try:
-            settings = header.refine.with_overrides(
-                steps=steps, sampler=sampler, guidance=guidance, seed=seed, start=start, early_exit=early_exit
-            )
+            settings = header.refine.with_overrides(**overrides)
         except ValueError as exc:
             raise CodecError(str(exc)) from None
         latent = self.refine_latent(coarse, header.quality, settings, tile=tile, progress=progress)
-        x = self.decode_pixels(latent, tile, texture=settings.steps > 0)
+        x = self.decode_pixels(latent, tile, level=header.level)
         return tensor_to_image(x[..., : header.height, : header.width])
 
     @torch.inference_mode()
@@ -404,31 +452,24 @@ class Codec:
             return refine(self.prior, coarse, level, settings, prior_tile, PRIOR_HALO, PRIOR_OVERLAP, progress, net=net)
 
     @torch.inference_mode()
-    def decode_pixels(self, latent: torch.Tensor, tile: int = DEFAULT_TILE, texture: bool = False) -> torch.Tensor:
+    def decode_pixels(self, latent: torch.Tensor, tile: int = DEFAULT_TILE, level: float | None = None) -> torch.Tensor:
         """Latent (1,C,h,w) -> image tensor (1,3,8h,8w), on overlapping tiles of `tile` px.
 
-        texture=True uses the prior's texture decoder (for refined latents) when it has one.
+        level None: the fidelity (autoencoder) decoder. A 0-based rate level (a file's
+        `header.level`, between and beyond the trained levels too): the perceptual decoder
+        conditioned on it.
         """
         tile = self.check_tile(tile)
         f = self.autoencoder.cfg.factor
-        decoder = self._runner("texture" if texture else "plain")
+        if level is None:
+            decoder = self._runner("plain")
+            with on_device(decoder, self.options):
+                return tile_map(decoder, latent, tile // f, DECODE_OVERLAP, DECODE_HALO, up=f)
+        decoder = self._runner("perceptual")
+        halo = self.perceptual_decoder.cfg.receptive_field
+        levels = torch.tensor([float(level)], device=latent.device)
         with on_device(decoder, self.options):
-            return tile_map(decoder, latent, tile // f, DECODE_OVERLAP, DECODE_HALO, up=f)
-
-    @property
-    def texture_decoder(self) -> torch.nn.Module:
-        """The decoder refined latents are drawn with: the autoencoder decoder with its last
-        layers replaced by the prior's fine-tuned ones (the plain decoder if it ships none)."""
-        if self._texture_decoder is None:
-            k = self.prior.cfg.texture_from
-            if k < 0:
-                self._texture_decoder = self.autoencoder.decoder
-            else:
-                decoder = Decoder(self.autoencoder.cfg)
-                # The early layers are the autoencoder's own modules (shared, not copied).
-                decoder.net = torch.nn.Sequential(*list(self.autoencoder.decoder.net)[:k], *self.prior.texture)
-                self._texture_decoder = decoder.to(self.options.home).eval()
-        return self._texture_decoder
+            return tile_map(lambda z: decoder(z, levels), latent, tile // f, DECODE_OVERLAP, halo, up=f)
 
     @torch.inference_mode()
     def decode_latent(self, data: bytes) -> tuple[Header, torch.Tensor]:
@@ -492,7 +533,9 @@ class Codec:
             or not isinstance(tile, (int, np.integer))
             or not (tile == 0 or (tile >= 128 and tile % PAD_MULTIPLE == 0))
         ):
-            raise CodecError(f"tile must be 0 (off) or a multiple of {PAD_MULTIPLE} of at least 128, got {tile!r}")
+            raise InvalidOptionError(
+                f"tile must be 0 (off) or a multiple of {PAD_MULTIPLE} of at least 128, got {tile!r}"
+            )
         return int(tile)
 
     def _padded(self, image: Image.Image) -> torch.Tensor:
@@ -501,9 +544,10 @@ class Codec:
         h, w = x.shape[-2:]
         return F.pad(x, (0, -w % PAD_MULTIPLE, 0, -h % PAD_MULTIPLE), mode="replicate")
 
-    def _encodable(self, image: Image.Image) -> Image.Image:
-        """RGB version of `image`, refused if a decoder with our limits would refuse its file."""
-        image = to_rgb(image, self.limits.max_pixels)
+    def _encodable(self, image) -> Image.Image:
+        """RGB version of `image` (what compress() accepts), refused if a decoder with our limits would
+        refuse its file."""
+        image = to_rgb(as_image(image, self.limits.max_pixels), self.limits.max_pixels)
         if max(image.size) > self.limits.max_side:
             raise ImageTooLargeError(f"image is {image.width}x{image.height}; sides must be 1..{self.limits.max_side}")
         return image

@@ -3,6 +3,8 @@
 - Every output is written by `write_atomic`: complete or absent, never half-written.
 - Folder mode: an output that already exists is skipped (not overwritten, not a failure) unless --force,
   so a rerun after Ctrl-C, `kill` or a crash finishes only what is missing.
+- Before any encoding: an output that is an input of the run or not a regular file (a FIFO, a device),
+  and a folder that cannot be written, fail their files at once (codec/files.py: check_output).
 - Workers start with "forkserver" (or "spawn" where there is none), never "fork": torch and its threads
   do not survive a fork. Each loads the Codec once and uses cpu_count // N torch threads.
 - Ctrl-C (SIGINT) or SIGTERM: the workers are stopped (SIGTERM, on which they unwind so write_atomic
@@ -23,8 +25,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from .errors import BitstreamError, CodecError, OutputExistsError
-from .files import remove_temp_files, write_atomic
+from .errors import BitstreamError, CodecError, OutputWriteError
+from .files import InputSet, check_output, check_writable, remove_temp_files, unwritable_reason, write_atomic
 
 INTERNAL_ERROR = 70  # as the CLI's exit code for a bug
 
@@ -43,19 +45,25 @@ class Task:
     prior_weights: Path | None = None
     run_options: dict = field(default_factory=dict)  # Codec.load keywords: device, dtype, int8, ...
     bpp: float | None = None  # compress: the level whose file is nearest this rate, per image
+    fidelity: bool = False  # decompress: the MSE decoder, no refinement
+    decoder_weights: Path | None = None  # decompress: perceptual-decoder weights (None = shipped)
 
 
 def read_bytes(path: Path) -> bytes:
     try:
         if path.is_dir():
             raise BitstreamError(f"{path} is a folder, not a .dpc file")
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError as exc:
         raise BitstreamError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not data:
+        raise BitstreamError(f"{path} is empty (0 bytes): not a .dpc file")
+    return data
 
 
 def process(codec, task: Task, src: Path, dst: Path) -> None:
     """Compress or decompress one file; CodecError on bad input or a failed write."""
+    check_output(dst, (src,), task.force)  # before the work, which write_atomic then does not waste
     if task.verb == "compress":
         from .images import load_image
 
@@ -67,17 +75,17 @@ def process(codec, task: Task, src: Path, dst: Path) -> None:
             data = codec.compress(image, task.quality, refine)
     else:
         buf = io.BytesIO()
-        codec.decompress(read_bytes(src), tile=task.tile, **task.refine).save(buf, "PNG")
+        codec.decompress(read_bytes(src), tile=task.tile, fidelity=task.fidelity, **task.refine).save(buf, "PNG")
         data = buf.getvalue()
-    write_atomic(dst, data, task.force)
+    write_atomic(dst, data, task.force)  # checks the output's type again, right before the rename
 
 
 def run(jobs: list[tuple[Path, Path]], task: Task, codec, n_jobs: int = 1, folder: bool = False) -> int:
     """Do `jobs`; returns the exit code. A single file (not folder mode) raises its CodecError instead."""
     if not folder:
         ((src, dst),) = jobs
-        if dst.exists() and not task.force:  # checked early so no work is wasted; write_atomic re-checks
-            raise OutputExistsError(f"{dst} exists (use --force to overwrite)")
+        check_output(dst, (src,), task.force)  # checked before any work; write_atomic checks again
+        check_writable(dst)
         try:
             process(codec, task, src, dst)
         except BaseException:  # Ctrl-C or SIGTERM at any point: no temp file stays behind
@@ -90,17 +98,38 @@ def run(jobs: list[tuple[Path, Path]], task: Task, codec, n_jobs: int = 1, folde
 class _Batch:
     def __init__(self, jobs, task: Task):
         self.jobs, self.task = jobs, task
-        self.todo = [(i, src, dst) for i, (src, dst) in enumerate(jobs) if task.force or not _output_exists(dst)]
-        self.skipped = len(jobs) - len(self.todo)
+        todo = [(i, src, dst) for i, (src, dst) in enumerate(jobs) if task.force or not _output_exists(dst)]
+        self.skipped = len(jobs) - len(todo)
         self.ok = 0
         self.failures: dict[int, tuple[str, int]] = {}  # job index -> (message, exit code)
+        self.todo = self._refuse_early(todo, InputSet(src for src, _ in jobs))
         self.in_flight: dict[int, Path] = {}  # job index -> output being written
         self.workers: list[_Worker] = []
+
+    def _refuse_early(self, todo: list, inputs: InputSet) -> list:
+        """Fail, before any work, the jobs whose output is an input or a special file, or whose folder
+        cannot be written (a missing or read-only folder fails every file in one go, not after each encode)."""
+        reasons: dict[Path, str | None] = {}
+        left = []
+        for index, src, dst in todo:
+            try:
+                check_output(dst, inputs, force=True)  # an existing file was skipped above unless --force
+            except CodecError as exc:
+                self.failures[index] = (str(exc), exc.exit_code)
+                continue
+            if dst.parent not in reasons:
+                reasons[dst.parent] = unwritable_reason(dst.parent)
+            if reasons[dst.parent] is not None:
+                self.failures[index] = (f"cannot write {dst}: {reasons[dst.parent]}", OutputWriteError.exit_code)
+                continue
+            left.append((index, src, dst))
+        return left
 
     def run(self, codec, n_jobs: int) -> int:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=len(self.jobs), initial=self.skipped, desc=self.task.verb, unit="file", file=sys.stderr)
+        done = self.skipped + len(self.failures)
+        self.bar = tqdm(total=len(self.jobs), initial=done, desc=self.task.verb, unit="file", file=sys.stderr)
         try:
             if n_jobs > 1 and len(self.todo) > 1:
                 self._parallel(min(n_jobs, len(self.todo)))
@@ -268,7 +297,11 @@ def _worker_main(conn, task: Task, threads: int) -> None:
 
         torch.set_num_threads(threads)
         codec = Codec.load(
-            task.weights, max_pixels=task.max_pixels, prior_weights=task.prior_weights, **task.run_options
+            task.weights,
+            max_pixels=task.max_pixels,
+            prior_weights=task.prior_weights,
+            decoder_weights=task.decoder_weights,
+            **task.run_options,
         )
     except Exception as exc:
         code = exc.exit_code if isinstance(exc, CodecError) else INTERNAL_ERROR

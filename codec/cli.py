@@ -4,6 +4,7 @@
                  [--steps N --sampler S --guidance G --seed K]   (recorded for the decoder)
     dpc decompress IN.dpc [-o OUT.png] [--force] [--jobs N] [--max-pixels N]
                  [--steps N --sampler S --guidance G --seed K --tile T]   (override the file's)
+                 [--fidelity]   (the MSE decoder, no refinement: highest PSNR; default: perceptual)
     dpc info IN.dpc
     dpc eval DATASET --out RESULTS       (eval/cli.py)
     dpc bench [IMAGES...] [--sizes ...] [--configs ...] [--json FILE]   (eval/bench.py)
@@ -16,40 +17,54 @@ files keep their stem (a.png -> OUT/a.dpc -> OUT2/a.png), with a progress bar,
 --jobs N worker processes, and outputs that already exist skipped unless
 --force, so a rerun finishes what an interrupted run left (codec/batch.py).
 Bad input ends in a one-line message on stderr and a non-zero exit code
-(CodecError.exit_code; 2 for usage errors, 130 for Ctrl-C, 143 for SIGTERM).
+(CodecError.exit_code; codec/exit_codes.py has the table `dpc --help` prints).
+Folder mode says what it left out ("3 files skipped: not images"); outputs are
+checked (an input of the run, a FIFO or a device, an unwritable folder) before
+any image is encoded (codec/files.py).
 """
 
 import argparse
+import logging
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+# Only light modules here (no numpy, torch or PIL): `dpc` (codec/entry.py, or main() here) sets
+# its signal handling before anything slow is imported, so Ctrl-C in the first seconds ends as later.
 from .batch import Task, read_bytes, run
-from .errors import BitstreamError, CodecError, ImageReadError
-from .images import DEFAULT_MAX_PIXELS
+from .entry import Terminated
+from .entry import on_sigterm as _on_sigterm
+from .errors import (
+    BitstreamError,
+    CodecError,
+    ImageReadError,
+    InvalidOptionError,
+    NoInputsError,
+    OutputWriteError,
+    UnsafeOutputError,
+)
+from .exit_codes import EXIT_CODES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so that outputs in progress are cleaned up as for Ctrl-C."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run `dpc ARGS`; returns the exit code (codec/exit_codes.py). Ctrl-C and SIGTERM end in one
+    line and 130 / 143 at any moment: the handlers are in place before the slow imports."""
     in_main_thread = threading.current_thread() is threading.main_thread()
     old_sigterm = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    pillow_log = logging.getLogger("PIL")
+    if not pillow_log.handlers:  # what Pillow logs about a damaged image, our one line says
+        pillow_log.addHandler(logging.NullHandler())
     try:
-        return args.run(args)
-    except CodecError as exc:
-        print(f"dpc: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        try:
+            args = _parser().parse_args(argv)  # imports what the command needs (torch among it)
+            return args.run(args)
+        except CodecError as exc:
+            print(f"dpc: error: {exc}", file=sys.stderr)
+            return exc.exit_code
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         print(f"dpc: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
@@ -64,8 +79,20 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, old_sigterm)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other refusal (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"dpc: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="dpc", description="dpcodec: neural image compression to .dpc files")
+    ap = _Parser(
+        prog="dpc",
+        description="dpcodec: neural image compression to .dpc files",
+        epilog=_exit_code_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compress", help="image(s) -> .dpc")
@@ -98,6 +125,14 @@ def _parser() -> argparse.ArgumentParser:
     _refine_options(d, "refinement (default: what the file's header records)")
     d.add_argument(
         "--tile", type=int, default=512, metavar="T", help="decode pixels in tiles of T px (multiple of 64; 0 = off)"
+    )
+    d.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="the MSE decoder without refinement: highest PSNR / MS-SSIM, smooth (default: the perceptual decoder)",
+    )
+    d.add_argument(
+        "--decoder-weights", type=Path, help="perceptual decoder weights (.safetensors); default: the shipped ones"
     )
     _run_options(d)
     d.set_defaults(run=_decompress)
@@ -135,6 +170,8 @@ def _run_option_values(args) -> dict:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from .images import DEFAULT_MAX_PIXELS
+
     p.add_argument(
         "-f", "--force", action="store_true", help="overwrite existing outputs (folder mode: else they are skipped)"
     )
@@ -155,7 +192,7 @@ def _refine_options(p: argparse.ArgumentParser, title: str) -> None:
     from bitstream import SAMPLERS
 
     g = p.add_argument_group("diffusion refinement", title)
-    g.add_argument("--steps", type=_non_negative, metavar="N", help="refinement steps, 0 = plain decoder (max 100)")
+    g.add_argument("--steps", type=_non_negative, metavar="N", help="diffusion refinement steps, 0 = none (max 100)")
     g.add_argument("--sampler", choices=SAMPLERS, help="DDIM (eta 0), DPM-Solver++ or UniPC")
     g.add_argument("--guidance", type=float, metavar="S", help="classifier-free guidance scale (1 = off, max 25.5)")
     g.add_argument("--seed", type=_non_negative, metavar="K", help="seed of the starting noise")
@@ -175,8 +212,13 @@ def _refine_overrides(args) -> dict:
     try:
         RefineSettings().with_overrides(**given)
     except ValueError as exc:
-        raise CodecError(str(exc)) from None
+        raise InvalidOptionError(str(exc)) from None
     return given
+
+
+def _exit_code_table() -> str:
+    rows = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
+    return f"exit codes (every failure is one line on stderr):\n{rows}"
 
 
 def _int_at_least(minimum: int):
@@ -235,6 +277,10 @@ def _compress(args) -> int:
 def _decompress(args) -> int:
     codec = _load_codec(args)
     refine = _refine_overrides(args)
+    if args.fidelity and refine:
+        raise InvalidOptionError(
+            f"--fidelity decodes without refinement; drop --{' --'.join(refine).replace('_', '-')}"
+        )
     codec.check_tile(args.tile)
     jobs = _jobs(args.input, args.output, {".dpc"}, ".png")
     task = Task(
@@ -247,6 +293,8 @@ def _decompress(args) -> int:
         args.tile,
         args.prior_weights,
         _run_option_values(args),
+        fidelity=args.fidelity,
+        decoder_weights=args.decoder_weights,
     )
     return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
 
@@ -273,7 +321,7 @@ def _info(args) -> int:
         extra = f", start {r.start:g}, early exit {r.early_exit:g}" if r.start != 1 or r.early_exit else ""
         refine = f"{r.steps} steps, {r.sampler}, guidance {r.guidance:g}, seed {r.seed}{extra}"
     else:
-        refine = "none (plain decoder)"
+        refine = "none (the decoder draws the coarse latent)"
     print(f"refinement:      {refine}")
     return 0
 
@@ -286,6 +334,7 @@ def _load_codec(args):
         args.weights,
         max_pixels=args.max_pixels,
         prior_weights=getattr(args, "prior_weights", None),
+        decoder_weights=getattr(args, "decoder_weights", None),
         **_run_option_values(args),
     )
     if codec.options.int8:
@@ -303,22 +352,45 @@ def _jobs(src: Path, out: Path | None, suffixes: set[str], new_suffix: str) -> l
         return [(src, out if out is not None else src.with_suffix(new_suffix))]
     out_dir = out if out is not None else src
     if out_dir.exists() and not out_dir.is_dir():
-        raise CodecError(f"{out_dir} is a file; with a folder input, -o must name a folder")
-    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        raise InvalidOptionError(f"{out_dir} is a file; with a folder input, -o must name a folder")
+    entries = sorted(src.iterdir())
+    files = [p for p in entries if p.is_file() and p.suffix.lower() in suffixes]
+    skipped = _skipped_entries(entries, files, out_dir, new_suffix)
     if not files:
-        raise CodecError(f"no {' / '.join(sorted(suffixes))} files in {src}")
+        raise NoInputsError(f"no {' / '.join(sorted(suffixes))} files in {src}" + "".join(f"; {s}" for s in skipped))
     by_stem: dict[str, Path] = {}
     for f in files:
         if f.stem in by_stem:  # a.jpg and a.png would both become a.dpc: refuse rather than lose one
-            raise CodecError(
+            raise UnsafeOutputError(
                 f"{by_stem[f.stem].name} and {f.name} would both be written to {out_dir / (f.stem + new_suffix)}"
             )
         by_stem[f.stem] = f
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CodecError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
+        raise OutputWriteError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
+    verb = "compress" if new_suffix == ".dpc" else "decompress"
+    for note in skipped:
+        print(f"dpc: {verb}: {note}", file=sys.stderr)
     return [(f, out_dir / (f.stem + new_suffix)) for f in files]
+
+
+def _skipped_entries(entries: list[Path], inputs: list[Path], out_dir: Path, new_suffix: str) -> list[str]:
+    """What a folder run leaves out, and why: ["3 files skipped: not images (a.txt, b.csv, c.doc)", ...].
+
+    This run's own outputs (a.dpc beside a.png) are not mentioned: a rerun would list them all.
+    """
+    outputs = {(out_dir / (f.stem + new_suffix)).resolve() for f in inputs}
+    taken = set(inputs)
+    folders = [p for p in entries if p.is_dir()]
+    others = [p for p in entries if p not in taken and not p.is_dir() and p.resolve() not in outputs]
+    what = "not images" if new_suffix == ".dpc" else "not .dpc files"
+    notes = []
+    for items, noun, why in ((others, "file", what), (folders, "folder", "subfolders are not searched")):
+        if items:
+            names = ", ".join(p.name for p in items[:3]) + (", ..." if len(items) > 3 else "")
+            notes.append(f"{len(items)} {noun}{'s' if len(items) > 1 else ''} skipped: {why} ({names})")
+    return notes
 
 
 if __name__ == "__main__":

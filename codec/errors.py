@@ -19,9 +19,13 @@ __all__ = [
     "DecoderDesyncError",
     "ImageReadError",
     "ImageTooLargeError",
+    "InvalidOptionError",
     "ModelFileError",
     "ModelMismatchError",
+    "NoInputsError",
     "OutputExistsError",
+    "OutputWriteError",
+    "UnsafeOutputError",
     "UnsupportedVersionError",
 ]
 
@@ -48,3 +52,30 @@ class ModelFileError(CodecError):
     """The weight file is missing, not safetensors, or does not match its config."""
 
     exit_code = 10
+
+
+class InvalidOptionError(CodecError):
+    """An option's value is out of range (quality, target bpp, refinement settings, tile, device),
+    or the arguments do not fit together; the CLI's usage errors share its exit code."""
+
+    exit_code = 2
+
+
+class OutputWriteError(CodecError):
+    """An output could not be written: its folder is missing or unwritable, the disk is full, ..."""
+
+    exit_code = 11
+
+
+class NoInputsError(CodecError):
+    """A folder input holds nothing to do: no images (compress) or no .dpc files (decompress)."""
+
+    exit_code = 12
+
+
+class UnsafeOutputError(CodecError):
+    """Writing the output would destroy something even --force must not replace: an input of the
+    same run, another input's output, or a file that is not a regular file or a symlink (a FIFO,
+    a device, a socket)."""
+
+    exit_code = 13

@@ -1,28 +1,115 @@
-"""Writing outputs safely: all or nothing, never clobbering without being asked."""
+"""Writing outputs safely: all or nothing, never clobbering without being asked.
+
+Even with --force an output never replaces an input of the same run, nor anything but a
+regular file or a symlink (a FIFO or a device stays in place); `check_output` and
+`check_writable` let a run refuse before it spends any work.
+"""
 
 import glob
 import os
+import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import CodecError, OutputExistsError
+from .errors import OutputExistsError, OutputWriteError, UnsafeOutputError
 
 _TEMP_SUFFIX = ".part"
+_KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFSOCK: "socket"}
 
 
-def write_atomic(path: Path, data: bytes, force: bool = False) -> None:
+class InputSet:
+    """The files a run reads, by resolved path and by (device, inode): membership in O(1)."""
+
+    def __init__(self, paths: Iterable[Path]):
+        self.paths, self.inodes = set(), set()
+        for p in paths:
+            self.paths.add(os.path.realpath(p))
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            self.inodes.add((st.st_dev, st.st_ino))
+
+    def __contains__(self, path) -> bool:
+        if os.path.realpath(path) in self.paths:
+            return True
+        try:
+            st = os.stat(path)  # follows a symlink: one that points at an input is refused too
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in self.inodes
+
+
+def check_output(path: Path, inputs: Iterable[Path] | InputSet = (), force: bool = False) -> None:
+    """Refuse an output that writing would destroy, before the work that makes it.
+
+    UnsafeOutputError, with or without `force`: `path` is one of `inputs` (the same resolved
+    path, or the same file by device and inode: a hard link or a symlink to it), or it is
+    something other than a regular file, a symlink or a folder (FIFO, device, socket).
+    OutputExistsError: it is a folder, or it exists and `force` is off. A symlink is
+    replaced as a link; the file it points to is left alone.
+    """
+    path = Path(path)
+    if path in (inputs if isinstance(inputs, InputSet) else InputSet(inputs)):
+        raise UnsafeOutputError(f"{path} is an input of this run; refusing to write over it")
+    st = _lstat(path)
+    if st is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputExistsError(f"{path} is a folder")
+    _check_replaceable(path, st)
+    if not force:
+        raise OutputExistsError(f"{path} exists (use --force to overwrite)")
+
+
+def check_writable(path: Path) -> None:
+    """OutputWriteError unless a file can be created beside `path` (its folder exists, is writable)."""
+    reason = unwritable_reason(Path(path).parent)
+    if reason is not None:
+        raise OutputWriteError(f"cannot write {path}: {reason}")
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why no file can be created in `folder` (None if one can): tried for real, as root ignores modes."""
+    folder = Path(folder)
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".dpc-probe.", suffix=_TEMP_SUFFIX)
+    except OSError as exc:
+        if not folder.exists():
+            return f"folder {folder} does not exist"
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _check_replaceable(path: Path, st: os.stat_result) -> None:
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "special file")
+        raise UnsafeOutputError(f"{path} is a {kind}, not a regular file; refusing to replace it")
+
+
+def write_atomic(path: Path, data: bytes, force: bool = False, inputs: Iterable[Path] | InputSet = ()) -> None:
     """Write `data` to `path` via a temporary file in the same folder.
 
     Readers never see a half-written file and a failure (disk full, Ctrl-C)
     leaves nothing behind. Without `force` an existing file is never replaced,
     even one that appears while we write (the final step is a hard link,
-    which fails if the name is taken).
+    which fails if the name is taken). With it, `check_output`'s rules hold,
+    checked again right before the rename.
     """
     path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists (use --force to overwrite)")
-    if path.is_dir():
-        raise OutputExistsError(f"{path} is a folder")
+    check_output(path, inputs, force)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
@@ -32,6 +119,11 @@ def write_atomic(path: Path, data: bytes, force: bool = False) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
         if force:
+            st = _lstat(path)
+            if st is not None:  # what is there now, not what was there when we started
+                if stat.S_ISDIR(st.st_mode):
+                    raise OutputExistsError(f"{path} is a folder")
+                _check_replaceable(path, st)
             os.replace(tmp, path)
         else:
             try:
@@ -43,7 +135,7 @@ def write_atomic(path: Path, data: bytes, force: bool = False) -> None:
                     raise OutputExistsError(f"{path} exists (use --force to overwrite)") from None
                 os.replace(tmp, path)
     except OSError as exc:
-        raise CodecError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

@@ -26,12 +26,15 @@ from safetensors.torch import save_file
 from .autoencoder import AutoencoderConfig, LatentAutoencoder
 from .compressor import CompressorConfig, HyperpriorCompressor
 from .errors import ModelFileError
+from .perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
 from .prior import LatentPrior, PriorBundle, PriorConfig
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "dpc-v1.safetensors"
 DEFAULT_PRIOR_WEIGHTS = Path(__file__).parent / "weights" / "dpc-prior-v1.safetensors"
+DEFAULT_DECODER_WEIGHTS = Path(__file__).parent / "weights" / "dpc-decoder-v1.safetensors"
 FORMAT_TAG = "dpcodec-weights-1"
 PRIOR_FORMAT_TAG = "dpcodec-prior-1"
+DECODER_FORMAT_TAG = "dpcodec-decoder-1"
 # Buffers whose shape is only known once the tables are computed.
 _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
@@ -139,6 +142,35 @@ def load_prior(path: Path | str | None = None) -> PriorBundle:
         prior.eval().requires_grad_(False)
         info = json.loads(metadata.get("info", "{}"))
     return PriorBundle(prior, digest, info)
+
+
+@dataclass
+class DecoderBundle:
+    decoder: PerceptualDecoder
+    sha256: str
+    info: dict = field(default_factory=dict)
+
+
+def save_decoder(path: Path, decoder: PerceptualDecoder, info: dict) -> str:
+    """Write the perceptual decoder's parameters in float16 with its config; return the sha256."""
+    round_to_half(decoder)
+    tensors = {name: t.detach().cpu().contiguous().half() for name, t in decoder.state_dict().items()}
+    metadata = {"format": DECODER_FORMAT_TAG, "decoder": json.dumps(decoder.cfg.to_dict()), "info": json.dumps(info)}
+    return _write_weights(Path(path), tensors, metadata)
+
+
+def load_decoder(path: Path | str | None = None) -> DecoderBundle:
+    """Load a perceptual-decoder weight file; ModelFileError with a one-line reason if unusable."""
+    path = Path(path) if path is not None else DEFAULT_DECODER_WEIGHTS
+    tensors, metadata, digest = _open_weights(
+        path, DEFAULT_DECODER_WEIGHTS, DECODER_FORMAT_TAG, "perceptual-decoder weight file"
+    )
+    with _reading(path):
+        decoder = PerceptualDecoder(PerceptualDecoderConfig.from_dict(json.loads(metadata["decoder"])))
+        decoder.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+        decoder.eval().requires_grad_(False)
+        info = json.loads(metadata.get("info", "{}"))
+    return DecoderBundle(decoder, digest, info)
 
 
 def load_model(path: Path | str | None = None) -> ModelBundle:

@@ -4,7 +4,8 @@
                          (calibrated)             (per-channel weight      (output scale
                                                    scales, symmetric)       calibrated)
 
-Every Conv2d (and the prior's Linear layers) is wrapped this way; normalisation,
+Every Conv2d (and the prior's Linear layers) is wrapped this way (the perceptual
+decoder's level embedding and FiLM layers, a few hundred MACs per image, stay fp32); normalisation,
 activations, additions and attention stay fp32. Dynamic quantization would leave the
 convolutions (nearly all of the time) untouched, hence static.
 
@@ -35,7 +36,7 @@ from .model_files import _open_weights, _reading, _write_weights
 
 DEFAULT_INT8_TABLE = Path(__file__).parent / "weights" / "dpc-int8-v1.safetensors"
 INT8_FORMAT_TAG = "dpcodec-int8-1"
-MODELS = ("prior", "texture", "plain")  # the decoding models the table covers
+MODELS = ("prior", "perceptual", "plain")  # the decoding models the table covers
 QUANTIZED_TYPES = (nn.Conv2d, nn.Linear)
 
 
@@ -68,8 +69,10 @@ def quantizable_layers(model: str, module: nn.Module) -> list[str]:
         for name, m in module.named_modules()
         if isinstance(m, QUANTIZED_TYPES) and name and not keep_float(model, name)
     ]
-    if model == "prior":  # its forward is the UNet; the texture head it carries runs as "texture"
+    if model == "prior":  # its forward is the UNet (the texture head it still carries is unused)
         names = [name for name in names if name.startswith("unet.")]
+    if model == "perceptual":  # convolutions only: the level embedding and FiLM see one vector per image
+        names = [name for name in names if isinstance(module.get_submodule(name), nn.Conv2d)]
     # A pixel decoder's last convolution writes the image: its output on a 7-bit grid
     # (reduce_range) would show as banding, so it stays fp32.
     return names if model == "prior" else names[:-1]
@@ -156,7 +159,7 @@ def _fixed(scale_zero_point: torch.Tensor):
 
 
 def calibrate(codec, images, qualities=None, progress=None) -> dict[str, torch.Tensor]:
-    """Decode `images` at every quality (refined as the files record, and plain) with
+    """Decode `images` at every quality (as the files record, refined, and fidelity) with
     observing copies of the decoding models; return their activation table.
 
     `codec`: a fp32 Codec (its weights are the ones the table will be tied to).
@@ -165,7 +168,7 @@ def calibrate(codec, images, qualities=None, progress=None) -> dict[str, torch.T
 
     observed = {
         "prior": observing("prior", codec.prior),
-        "texture": observing("texture", codec.texture_decoder),
+        "perceptual": observing("perceptual", codec.perceptual_decoder),
         "plain": observing("plain", codec.autoencoder.decoder),
     }
     saved, codec._runners = codec._runners, {name: Runner(m, RunOptions()) for name, m in observed.items()}
@@ -173,8 +176,10 @@ def calibrate(codec, images, qualities=None, progress=None) -> dict[str, torch.T
         for image in images:
             for quality in qualities or codec.qualities:
                 data = codec.compress(image, quality)
-                codec.decompress(data)
-                codec.decompress(data, steps=0)
+                codec.decompress(data)  # as the file records
+                if not codec.read_header(data).refine.steps:
+                    codec.decompress(data, steps=8)  # the prior, for decodes that ask for refinement
+                codec.decompress(data, fidelity=True)
             if progress is not None:
                 progress()
     finally:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .errors import CodecError
+from .errors import InvalidOptionError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ATTENTION = ("sdpa", "eager")
@@ -41,17 +41,19 @@ class RunOptions:
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError):
-            raise CodecError(f"unknown device {self.device!r}") from None
+            raise InvalidOptionError(f"unknown device {self.device!r}") from None
         if self.dtype not in DTYPES:
-            raise CodecError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+            raise InvalidOptionError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.attention not in ATTENTION:
-            raise CodecError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
+            raise InvalidOptionError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
         if self.int8 and device.type != "cpu":
-            raise CodecError("INT8 decoding runs on the CPU only (torch's quantized kernels); use --dtype on a GPU")
+            raise InvalidOptionError(
+                "INT8 decoding runs on the CPU only (torch's quantized kernels); use --dtype on a GPU"
+            )
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise CodecError("device cuda requested but no CUDA GPU is available")
+            raise InvalidOptionError("device cuda requested but no CUDA GPU is available")
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise CodecError("device mps requested but MPS is not available")
+            raise InvalidOptionError("device mps requested but MPS is not available")
 
     @property
     def torch_dtype(self) -> torch.dtype:

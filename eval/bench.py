@@ -57,6 +57,8 @@ def parse_config(name: str, device: str) -> dict:
     for token in tokens(name):
         if token in CONFIG_TOKENS:
             spec["options"].update(CONFIG_TOKENS[token])
+        elif token == "fidelity":  # the MSE decoder, no refinement (dpc decompress --fidelity)
+            spec["fidelity"] = True
         elif token.startswith("steps") and token[5:].isdigit():
             spec["steps"] = int(token[5:])
         elif token.startswith("tile") and token[4:].isdigit():

@@ -76,7 +76,7 @@ class StageMeter:
         return False
 
 
-def bench_file(codec, data: bytes, steps, tile: int, repeats: int, warmup: int) -> tuple[dict, object]:
+def bench_file(codec, data: bytes, steps, tile: int, repeats: int, warmup: int, fidelity=False) -> tuple[dict, object]:
     from codec.images import tensor_to_image
 
     device = codec.device
@@ -89,7 +89,7 @@ def bench_file(codec, data: bytes, steps, tile: int, repeats: int, warmup: int) 
         # The three stages of Codec.decompress, each measured on its own.
         with StageMeter(device) as entropy:
             header, coarse = codec.decode_latent(data)
-        settings = header.refine.with_overrides(steps=steps)
+        settings = header.refine.with_overrides(steps=0 if fidelity else steps)
         last = [time.perf_counter()]
 
         def on_step(_i, last=last, step_times=step_times):
@@ -103,7 +103,7 @@ def bench_file(codec, data: bytes, steps, tile: int, repeats: int, warmup: int) 
             last[0] = time.perf_counter()
             latent = codec.refine_latent(coarse, header.quality, settings, tile=tile, progress=on_step)
         with StageMeter(device) as pixels:
-            x = codec.decode_pixels(latent, tile, texture=settings.steps > 0)
+            x = codec.decode_pixels(latent, tile, level=None if fidelity else header.level)
         total = time.perf_counter() - t0
         totals.append(total)
         if i >= warmup:
@@ -149,13 +149,20 @@ def main(spec_path: str, result_path: str) -> int:
         rss_start = rss_mib()  # after imports, before any model
         t0 = time.perf_counter()
         codec = Codec.load(**spec["options"])
-        codec.warm_up(("prior", "texture", "plain") if spec["steps"] != 0 else ("plain",))
+        fidelity = spec.get("fidelity", False)
+        codec.warm_up(("plain",) if fidelity else ("prior", "perceptual") if spec["steps"] != 0 else ("perceptual",))
         out["setup_s"] = time.perf_counter() - t0
         out["rss_start_mib"] = rss_start
         for f in spec["files"]:
             try:
                 result, image = bench_file(
-                    codec, Path(f["dpc"]).read_bytes(), spec["steps"], spec["tile"], spec["repeats"], spec["warmup"]
+                    codec,
+                    Path(f["dpc"]).read_bytes(),
+                    spec["steps"],
+                    spec["tile"],
+                    spec["repeats"],
+                    spec["warmup"],
+                    fidelity,
                 )
                 image.save(f["png_out"])
                 result["ok"] = True

@@ -53,7 +53,8 @@ def main() -> None:
     dec_s, _ = timed(lambda: codec.decompress(data, steps=settings.steps), args.repeats)
     entropy_s, (_, coarse) = timed(lambda: codec.decode_latent(data), args.repeats)
     refine_s, latent = timed(lambda: codec.refine_latent(coarse, args.quality, settings), args.repeats)
-    pixels_s, _ = timed(lambda: codec.decode_pixels(latent), args.repeats)
+    level = codec.read_header(data).level
+    pixels_s, _ = timed(lambda: codec.decode_pixels(latent, level=level), args.repeats)
 
     print(
         f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
@@ -67,7 +68,7 @@ def main() -> None:
     )
     print(f"  entropy decoding to the coarse latent: {entropy_s:.3f} s")
     print(f"  refinement ({settings.steps} steps):          {refine_s:.3f} s")
-    print(f"  pixel decoding (tiled):                {pixels_s:.3f} s")
+    print(f"  pixel decoding (tiled, perceptual):    {pixels_s:.3f} s")
     if not args.no_cli:
         with tempfile.TemporaryDirectory() as tmp:
             dpc = [sys.executable, "-m", "codec.cli"]

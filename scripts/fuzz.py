@@ -1,7 +1,8 @@
-"""Fuzz the .dpc container parser and the whole decode path.
+"""Fuzz the .dpc container parser and the whole decode path (or, with --target images, the image side).
 
     python scripts/fuzz.py --cases 100000 --json out/fuzz.json --save-failures out/fuzz-failures
     python scripts/fuzz.py --replay out/fuzz-failures/*.dpc     # re-run saved failing cases
+    python scripts/fuzz.py --target images --cases 10000        # cut and lying images (scripts/fuzz_images.py)
 
 Seeds are real files, made at start-up by `Codec.compress` from small synthetic
 images (1x1, 17x31, 64x48 and 200x120 pixels at the lowest, a middle and the
@@ -791,16 +792,28 @@ def replay(paths: list[Path], args) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--target", choices=("dpc", "images"), default="dpc", help="decode .dpc files, or read images (fuzz_images.py)"
+    )
     p.add_argument("--cases", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0, help="case i is a function of (seed, i)")
     p.add_argument("--time-limit", type=float, default=2.0, help="seconds per case; slower is a hang")
     p.add_argument("--kill-after", type=float, default=60.0, help="seconds after which a running case is killed")
     p.add_argument("--workers", type=int, default=2, help="processes (1: run in this process)")
-    p.add_argument("--max-pixels", type=int, default=FUZZ_MAX_PIXELS, help="the fuzzed Codec's pixel limit")
+    p.add_argument(
+        "--max-pixels", type=int, help=f"pixel limit (default {FUZZ_MAX_PIXELS} for .dpc files, 2**26 for images)"
+    )
     p.add_argument("--json", type=Path, help="write the summary (and failing cases, base64) here")
-    p.add_argument("--save-failures", type=Path, default=Path("out/fuzz-failures"), metavar="DIR")
+    p.add_argument("--save-failures", type=Path, metavar="DIR", help="default out/fuzz-failures (images: -images-)")
     p.add_argument("--replay", type=Path, nargs="+", metavar="FILE", help="decode saved cases instead of fuzzing")
     args = p.parse_args(argv)
+    if args.target == "images":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import fuzz_images
+
+        return fuzz_images.main(args)
+    args.max_pixels = FUZZ_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    args.save_failures = args.save_failures or Path("out/fuzz-failures")
     if args.replay:
         return replay(args.replay, args)
     t0 = time.perf_counter()

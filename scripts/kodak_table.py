@@ -1,10 +1,12 @@
 """The README's Kodak table: per quality level, mean bpp (file bytes), PSNR and
 MS-SSIM, beside JPEG (Pillow) at the same bpp per image.
 
-    python scripts/kodak_table.py ../shared/data/kodak --json out/kodak_table.json [--steps 0]
+    python scripts/kodak_table.py ../shared/data/kodak --json out/kodak_table.json [--fidelity]
 
-Files carry each level's default refinement; --steps N decodes them with N steps
-instead (0 = the plain decoder, the codec without its diffusion prior).
+Files are decoded as `dpc decompress` does (the perceptual decoder, refined as each file
+records); --steps N refines with N steps instead; --fidelity decodes with the
+autoencoder's MSE decoder and no refinement (what `--steps 0` meant before the
+perceptual decoder: the codec's fidelity end).
 
 JPEG is matched per image by interpolating between the two Pillow qualities
 whose file sizes bracket our file size. Where JPEG cannot go that low (its
@@ -37,6 +39,7 @@ def main() -> None:
     ap.add_argument("--weights", type=Path)
     ap.add_argument("--json", type=Path, help="write per-image results here")
     ap.add_argument("--steps", type=int, help="refinement steps to decode with (default: what each file records)")
+    ap.add_argument("--fidelity", action="store_true", help="decode with the MSE decoder, no refinement")
     ap.add_argument(
         "--qualities", type=float, nargs="+", help="qualities to code at (default the trained 1..6; -3..8 allowed)"
     )
@@ -51,7 +54,9 @@ def main() -> None:
         for q in args.qualities or codec.qualities:
             q = int(q) if float(q).is_integer() else q
             data = codec.compress(image, q)
-            decoded = codec.decompress(data, steps=args.steps)
+            decoded = (
+                codec.decompress(data, fidelity=True) if args.fidelity else codec.decompress(data, steps=args.steps)
+            )
             bpp = bits_per_pixel(len(data), image)
             jpeg = jpeg_at_bpp(image, bpp)
             rows.append(

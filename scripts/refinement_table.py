@@ -49,13 +49,14 @@ FIELDS = [
     "seconds",
 ]
 KEY = FIELDS[:8]
+PLAIN = ("plain", "fidelity")  # the MSE decoder's label: rd/ files before the perceptual decoder say "plain"
 
 
 ORACLE = RefineSettings(steps=0, seed=1)  # a marker: decode the true latent instead of the file's
 
 
 def settings_grid(args) -> list[tuple[RefineSettings, bool]]:
-    """(settings, texture decoder?) pairs; refined latents use the texture decoder, as decompress() does."""
+    """(settings, perceptual decoder?) pairs; refined latents use the perceptual decoder, as decompress() does."""
     grid = [(RefineSettings(steps=0), False)] if 0 in args.steps else []
     if args.plain_texture:
         grid.append((RefineSettings(steps=0), True))
@@ -71,7 +72,7 @@ def settings_grid(args) -> list[tuple[RefineSettings, bool]]:
 
 def key_of(image: str, level: int, s: RefineSettings, texture: bool) -> tuple:
     sampler = "true latent" if s is ORACLE else s.sampler if s.steps else "-"
-    decoder = "texture" if texture else "plain"
+    decoder = "perceptual" if texture else "fidelity"
     return (image, str(level), decoder, sampler, str(s.steps), f"{s.guidance:g}", f"{s.start:g}", f"{s.early_exit:g}")
 
 
@@ -87,7 +88,7 @@ def main() -> None:
     ap.add_argument("--early-exit", type=float, nargs="+", default=[0.0])
     ap.add_argument("--images", type=int, default=0, help="only the first N images (0 = all)")
     ap.add_argument(
-        "--plain-texture", action="store_true", help="also: no refinement, but the texture decoder (isolates it)"
+        "--plain-texture", action="store_true", help="also: no refinement, but the perceptual decoder (isolates it)"
     )
     ap.add_argument(
         "--oracle", action="store_true", help="also: decode the true autoencoder latent (the ceiling of refinement)"
@@ -136,7 +137,8 @@ def main() -> None:
                         latent = true_latent
                     else:
                         latent = codec.refine_latent(coarse, level, s, progress=steps_run.append)
-                    x = codec.decode_pixels(latent, texture=texture)[..., : header.height, : header.width]
+                    x = codec.decode_pixels(latent, level=header.level if texture else None)
+                    x = x[..., : header.height, : header.width]
                     decoded = tensor_to_image(x)
                     seconds = time.perf_counter() - t0
                     # PNG round trip: the metrics see exactly what `dpc decompress` writes.
@@ -170,18 +172,16 @@ def summary(csv_path: Path, levels=None) -> str:
         groups.setdefault(tuple(r[k] for k in KEY[1:]), []).append(r)
     mean = lambda rs, k: float(np.mean([float(r[k]) for r in rs]))  # noqa: E731
     # g = (level, decoder, sampler, steps, guidance, start, early_exit)
-    base = {
-        g[0]: mean(rs, "spectral_gap") for g, rs in groups.items() if g[3] == "0" and g[1] == "plain" and g[2] == "-"
-    }
+    base = {g[0]: mean(rs, "spectral_gap") for g, rs in groups.items() if g[3] == "0" and g[1] in PLAIN and g[2] == "-"}
 
     def order(g):
-        return (int(g[0]), g[3] != "0", g[1] != "plain", g[2], int(g[3]), float(g[4]), -float(g[5]), float(g[6]))
+        return (int(g[0]), g[3] != "0", g[1] not in PLAIN, g[2], int(g[3]), float(g[4]), -float(g[5]), float(g[6]))
 
     table = []
     for g in sorted(groups, key=order):
         rs = groups[g]
         gap = mean(rs, "spectral_gap")
-        plain = g[3] == "0" and g[1] == "plain" and g[2] == "-"
+        plain = g[3] == "0" and g[1] in PLAIN and g[2] == "-"
         change = f"{100 * (gap / base[g[0]] - 1):+.1f} %" if g[0] in base and not plain else "-"
         table.append(
             [

@@ -4,6 +4,7 @@ import binascii
 import io
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,15 @@ def representable_refine_settings():
         start=st.integers(1, 100).map(lambda p: p / 100),
         early_exit=st.integers(0, 255).map(lambda e: e / 1000),
     )
+
+
+def short_png(width: int, height: int, rows: int) -> bytes:
+    """A PNG whose (complete) zlib stream holds only `rows` of the `height` rows its header claims."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    pixels = np.asarray(make_smooth(width, rows))
+    raw = b"".join(b"\x00" + row.tobytes() for row in pixels)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")

@@ -14,7 +14,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from helpers import encode, flip_bit, make_smooth, tree, with_crc
+from helpers import encode, flip_bit, make_smooth, short_png, tree, with_crc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +25,7 @@ from codec import (
     DecoderDesyncError,
     ImageReadError,
     ImageTooLargeError,
+    InvalidOptionError,
     ModelMismatchError,
     UnsupportedVersionError,
     load_image,
@@ -217,6 +218,7 @@ def _info_on(content):
 
 
 GOOD_PNG = encode(make_smooth(32, 24), "PNG")
+GOOD_JPEG = encode(make_smooth(32, 24), "JPEG", quality=90)
 
 CLI_CASES = {
     "truncated to 1 byte": (_bad_dpc(lambda d: d[:1]), BitstreamError),
@@ -245,13 +247,17 @@ CLI_CASES = {
     "zero-byte x.png": (_bad_image(b""), ImageReadError),
     "truncated png": (_bad_image(GOOD_PNG[: len(GOOD_PNG) // 2]), ImageReadError),
     "missing image": (_bad_image(None), ImageReadError),
-    "quality 9": (_bad_image(GOOD_PNG, "-q", "9"), CodecError),
-    "quality 8.5": (_bad_image(GOOD_PNG, "--quality", "8.5"), CodecError),
-    "101 refinement steps": (_bad_dpc(lambda d: d, "--steps", "101"), CodecError),
-    "guidance 30": (_bad_dpc(lambda d: d, "--guidance", "30"), CodecError),
-    "start 0": (_bad_dpc(lambda d: d, "--start", "0"), CodecError),
-    "tile 100": (_bad_dpc(lambda d: d, "--tile", "100"), CodecError),
-    "compress recording 101 steps": (_bad_image(GOOD_PNG, "--steps", "101"), CodecError),
+    "quality 9": (_bad_image(GOOD_PNG, "-q", "9"), InvalidOptionError),
+    "quality 8.5": (_bad_image(GOOD_PNG, "--quality", "8.5"), InvalidOptionError),
+    "quality nan": (_bad_image(GOOD_PNG, "--quality", "nan"), InvalidOptionError),
+    "quality inf": (_bad_image(GOOD_PNG, "--quality", "inf"), InvalidOptionError),
+    "101 refinement steps": (_bad_dpc(lambda d: d, "--steps", "101"), InvalidOptionError),
+    "guidance 30": (_bad_dpc(lambda d: d, "--guidance", "30"), InvalidOptionError),
+    "start 0": (_bad_dpc(lambda d: d, "--start", "0"), InvalidOptionError),
+    "tile 100": (_bad_dpc(lambda d: d, "--tile", "100"), InvalidOptionError),
+    "compress recording 101 steps": (_bad_image(GOOD_PNG, "--steps", "101"), InvalidOptionError),
+    "png with 16 of 256 rows": (_bad_image(short_png(256, 256, 16)), ImageReadError),
+    "jpeg cut and closed again": (_bad_image(GOOD_JPEG[: len(GOOD_JPEG) - 40] + b"\xff\xd9"), ImageReadError),
     "version 2 hints with an unknown sampler": (
         _bad_dpc(lambda d: with_crc(d[:10] + b"\x07" + d[11:])),  # hints: steps at 9, sampler at 10
         BitstreamError,
@@ -315,7 +321,7 @@ def test_a_bad_quality_in_folder_mode_touches_no_file(dpc, tmp_path):
 
     result = dpc("compress", tmp_path / "pics", "-o", tmp_path / "packed", "-q", "9")
 
-    assert result.code == CodecError.exit_code
+    assert result.code == InvalidOptionError.exit_code
     assert "quality" in result.err
     assert tree(tmp_path) == {"pics", "pics/a.png", "pics/b.png"}
 

@@ -20,7 +20,7 @@ from PIL import Image
 import codec.batch as batch_module
 import codec.cli as cli_module
 from bitstream import read_container
-from codec import CodecError, ImageReadError, ImageTooLargeError
+from codec import ImageReadError, ImageTooLargeError, OutputWriteError
 
 SUMMARY = "dpc: {verb}: {ok} ok, {skipped} skipped, {failed} failed"
 
@@ -265,7 +265,7 @@ def test_a_full_disk_gives_one_line_per_file_and_leaves_nothing(tmp_path):
     codes = [int(c) for c in proc.stdout.split()]
     single_err, folder_err, _ = proc.stderr.split("--\n")
 
-    assert codes == [CodecError.exit_code, CodecError.exit_code]
+    assert codes == [OutputWriteError.exit_code, OutputWriteError.exit_code]
     assert single_err.startswith("dpc: error: cannot write out/a.dpc: ") and single_err.count("\n") == 1, single_err
     lines = _lines(folder_err)
     assert [line.split(": cannot write ")[0] for line in lines[:2]] == ["dpc: error: a.png", "dpc: error: b.png"]
@@ -295,7 +295,7 @@ def test_a_read_only_output_folder_gives_one_line_errors_and_leaves_nothing(dpc,
     else:
         r = dpc("compress", pics / "img00.png", "-o", tmp_path / "out" / "x.dpc")
         assert r.err == f"dpc: error: cannot write {tmp_path / 'out' / 'x.dpc'}: Read-only file system\n"
-    assert r.code == CodecError.exit_code
+    assert r.code == OutputWriteError.exit_code
     assert tree(tmp_path / "out") == set()
 
 
@@ -324,7 +324,7 @@ def test_a_really_read_only_output_folder_under_jobs_2(tmp_path):
         text=True,
         timeout=300,
     )
-    assert proc.returncode == CodecError.exit_code, proc.stderr
+    assert proc.returncode == OutputWriteError.exit_code, proc.stderr
     lines = _lines(proc.stderr)
     assert [line.endswith(": Read-only file system") for line in lines[:2]] == [True, True], lines
     assert lines[2:] == [SUMMARY.format(verb="compress", ok=0, skipped=0, failed=2)]

@@ -147,7 +147,7 @@ def test_a_rerun_with_other_weights_is_refused_instead_of_reusing_old_rows(datas
     cfg = _config(dataset, out, codecs=["ours"], qualities=[1], metrics=["psnr"])
     run_eval(cfg, progress=False)
     identity = json.loads((out / "ours_identity.json").read_text())
-    assert identity["model_id"] and set(identity["weights"]) == {"codec", "prior"}
+    assert identity["model_id"] and set(identity["weights"]) == {"codec", "prior", "decoder"}
     run_eval(cfg, progress=False)  # same weights: fine
     (out / "ours_identity.json").write_text(json.dumps(dict(identity, model_id="0000")))
     with pytest.raises(CodecError, match="other weights"):

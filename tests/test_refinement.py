@@ -85,10 +85,10 @@ def test_each_sampler_refines_and_keeps_the_image_size(tiny, photo_dpc, sampler,
     assert not np.array_equal(pixels(refined), pixels(plain))
 
 
-def test_steps_0_is_exactly_the_plain_decoder(tiny, photo_dpc):
+def test_steps_0_is_exactly_the_perceptual_decoder_on_the_coarse_latent(tiny, photo_dpc):
     header, coarse = tiny.decode_latent(photo_dpc)
-    plain = tensor_to_image(tiny.decode_pixels(coarse, tile=0)[..., : header.height, : header.width])
-    assert np.array_equal(pixels(tiny.decompress(photo_dpc, steps=0, tile=0)), pixels(plain))
+    drawn = tiny.decode_pixels(coarse, tile=0, level=header.level)[..., : header.height, : header.width]
+    assert np.array_equal(pixels(tiny.decompress(photo_dpc, steps=0, tile=0)), pixels(tensor_to_image(drawn)))
 
 
 def test_guidance_runs_both_passes_as_one_batch_per_step(tiny, photo_dpc, monkeypatch):
@@ -187,12 +187,15 @@ def test_bad_refinement_options_are_a_codec_error(tiny, photo_dpc, option):
 
 
 # -- old files ------------------------------------------------------------------------------------
-def test_version_1_files_still_decode_with_the_plain_decoder(tiny, photo_dpc):
+def test_version_1_files_still_decode_without_refinement(tiny, photo_dpc):
     c = read_container(photo_dpc)
     for hints in (b"", b"opaque version-1 hints"):
         v1 = write_container(Container(replace(c.header, version=1, hints=hints), c.z_data, c.y_data, c.symbol_check))
         assert tiny.read_header(v1).refine.steps == 0
         assert np.array_equal(pixels(tiny.decompress(v1)), pixels(tiny.decompress(photo_dpc, steps=0)))
+        assert np.array_equal(
+            pixels(tiny.decompress(v1, fidelity=True)), pixels(tiny.decompress(photo_dpc, fidelity=True))
+        )
 
 
 def test_a_missing_or_foreign_prior_file_is_a_one_line_model_file_error(codec, tmp_path):
@@ -201,34 +204,3 @@ def test_a_missing_or_foreign_prior_file_is_a_one_line_model_file_error(codec, t
         missing.default_refine(1)
     with pytest.raises(ModelFileError, match="not a dpcodec diffusion-prior"):
         load_prior(DEFAULT_WEIGHTS)  # the codec's weights are not a prior
-
-
-# -- texture decoder ------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def textured(codec, tmp_path_factory) -> Codec:
-    """The tiny prior with a texture decoder (random head weights: clearly not the plain decoder)."""
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("prior") / "tiny-texture.safetensors"
-    save_prior(path, LatentPrior(replace(TINY, texture_from=4)), {"purpose": "tests"})
-    return Codec(codec.bundle, prior_weights=path)
-
-
-def test_refined_latents_are_drawn_by_the_texture_decoder_and_steps_0_never_is(textured, tiny):
-    data = textured.compress(make_textured(128, 96), quality=1)
-    _, coarse = textured.decode_latent(data)
-    plain = textured.decode_pixels(coarse, tile=0)
-    assert torch.equal(plain, tiny.decode_pixels(coarse, tile=0))  # the plain decoder is untouched
-    assert not torch.equal(textured.decode_pixels(coarse, tile=0, texture=True), plain)
-    # steps 0 decodes with the plain decoder, whatever the prior ships
-    assert np.array_equal(pixels(textured.decompress(data, steps=0)), pixels(tiny.decompress(data, steps=0)))
-    refined = textured.refine_latent(coarse, 1, RefineSettings(steps=2))
-    expected = tensor_to_image(textured.decode_pixels(refined, texture=True)[..., :96, :128])
-    assert np.array_equal(pixels(textured.decompress(data, steps=2)), pixels(expected))
-
-
-def test_the_texture_decoder_shares_the_early_layers_and_replaces_only_the_late_ones(textured):
-    texture, plain = textured.texture_decoder, textured.autoencoder.decoder
-    k = textured.prior.cfg.texture_from
-    assert all(a is b for a, b in zip(list(texture.net)[:k], list(plain.net)[:k], strict=True))
-    assert all(a is not b for a, b in zip(list(texture.net)[k:], list(plain.net)[k:], strict=True))
-    assert len(texture.net) == len(plain.net)

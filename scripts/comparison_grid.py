@@ -1,0 +1,95 @@
+"""Side-by-side pictures: original | ours (default) | ours --fidelity | AVIF | JPEG, at the same bytes.
+
+    python scripts/comparison_grid.py ../shared/data/kodak --qualities 1 3 --out docs/images
+
+One PNG per quality (`grid_q1.png`, ...). Each row is a crop of a Kodak image: a face,
+foliage, fine lines and text, a smooth sky. Whole images are coded (crops are cut from
+the decoded images, so every codec sees the full picture); AVIF and JPEG files are the
+largest whose size is at most our file's bytes (Pillow; eval/baselines.py). Where JPEG
+cannot go that low, its panel says so. Labels give each file's bytes and bpp.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from codec import Codec  # noqa: E402
+from eval.baselines import encode_at_bpp  # noqa: E402
+
+# (kodak image, what it shows, left, top) of SIDE x SIDE crops in full-resolution pixels
+CROPS = [
+    ("kodim04.png", "face", 160, 250),
+    ("kodim13.png", "foliage", 40, 120),
+    ("kodim08.png", "lines, text", 560, 190),
+    ("kodim20.png", "smooth sky", 440, 10),
+]
+SIDE = 192
+LABEL = 30  # px of caption under each panel
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kodak", type=Path)
+    ap.add_argument("--qualities", type=float, nargs="+", default=[1, 3])
+    ap.add_argument("--out", type=Path, default=Path("docs/images"))
+    ap.add_argument("--decoder-weights", type=Path, help="perceptual decoder (default: the shipped one)")
+    args = ap.parse_args()
+    codec = Codec.load(decoder_weights=args.decoder_weights)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for q in args.qualities:
+        rows = []
+        for name, what, left, top in CROPS:
+            image = Image.open(args.kodak / name).convert("RGB")
+            pixels = image.width * image.height
+            data = codec.compress(image, q)
+            panels = [(image, f"original ({what})")]
+            panels.append((codec.decompress(data), f"ours: {len(data)} B, {8 * len(data) / pixels:.3f} bpp"))
+            panels.append((codec.decompress(data, fidelity=True), "ours --fidelity: same file"))
+            for baseline in ("avif", "jpeg"):
+                enc = encode_at_bpp(baseline, image, 8 * len(data) / pixels, at_most=True)
+                if len(enc.data) > len(data):
+                    panels.append((None, f"{baseline.upper()}: cannot go below {len(enc.data)} B"))
+                else:
+                    label = f"{baseline.upper()}: {len(enc.data)} B, {enc.bpp:.3f} bpp"
+                    panels.append((enc.decoded, label))
+            rows.append(
+                [(None if im is None else im.crop((left, top, left + SIDE, top + SIDE)), t) for im, t in panels]
+            )
+        path = args.out / f"grid_q{q:g}.png"
+        render(rows, path)
+        print(f"quality {q:g} -> {path}")
+
+
+def render(rows, path: Path) -> None:
+    cols = max(len(r) for r in rows)
+    sheet = Image.new("RGB", (cols * (SIDE + 4), len(rows) * (SIDE + LABEL)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, row in enumerate(rows):
+        for c, (crop, text) in enumerate(row):
+            x, y = c * (SIDE + 4), r * (SIDE + LABEL)
+            if crop is not None:
+                sheet.paste(crop, (x, y))
+            else:
+                draw.rectangle((x, y, x + SIDE - 1, y + SIDE - 1), fill=(225, 225, 225))
+            for k, part in enumerate(_wrap(text, 32)):
+                draw.text((x + 2, y + SIDE + 2 + 12 * k), part, fill="black")
+    sheet.save(path, optimize=True)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return [*lines, line][:2]
+
+
+if __name__ == "__main__":
+    main()

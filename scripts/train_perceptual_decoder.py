@@ -1,0 +1,357 @@
+"""Train the perceptual pixel decoder on the coarse latents the shipped codec decodes.
+
+    # stage 1: MSE + LPIPS, from the fidelity (autoencoder) decoder
+    python scripts/train_perceptual_decoder.py ../shared/data/train --seconds 1800 --gan 0 \\
+        --checkpoint .data/pdec-s1.ckpt --out .data/pdec-s1.safetensors --log rd/decoder_train_s1.csv
+    # stage 2: + a conditional patch discriminator (HiFiC's non-saturating loss, one D step per G step)
+    python scripts/train_perceptual_decoder.py ../shared/data/train --seconds 2400 --gan 0.15 \\
+        --init .data/pdec-s1.safetensors --checkpoint .data/pdec-s2.ckpt --out .data/pdec-s2.safetensors \\
+        --log rd/decoder_train_s2.csv
+    # a stage cut short continues from its checkpoint (same command plus --resume)
+
+1. Every training photo (downscaled to a short side of 288 px, as for every other stage)
+   goes through the shipped codec once (Codec.latent_pairs): for each quality of --qualities
+   and one random quality on the continuous scale, the coarse latent the decoder would
+   reconstruct from the file. Cached in --cache with the photos. The validation split
+   (BSDS500's `val` images, never trained on here; scripts/decoder_validation.py) is kept out.
+2. Batches: random crops of --crop latent px (x8 image px), one random level per crop,
+   horizontal flips. Loss = --mse x MSE/0.01 + --lpips x LPIPS-Alex (+ --dists x DISTS)
+   (+ --gan x non-saturating generator loss of a patch discriminator that sees the image and
+   the coarse latent, as in HiFiC / MS-ILLM). AdamW, warm-up then cosine decay over the
+   wall-clock budget; an EMA of the weights is what gets saved.
+3. Resumable: --checkpoint is written every --checkpoint-every seconds and at the end
+   (safetensors + JSON, no pickle); --resume continues from it with the same budget.
+"""
+
+import argparse
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+from pack_data import find_images, load_downscaled  # noqa: E402
+
+from codec import Codec  # noqa: E402
+from codec.model_files import load_decoder, save_decoder  # noqa: E402
+from codec.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig  # noqa: E402
+from eval.perceptual import DISTSMetric, LPIPSMetric  # noqa: E402
+
+QUALITIES = (-3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8)
+
+
+def validation_names(train_dir: Path) -> set[str]:
+    """File names of the validation split: BSDS500's `val` images (bsds500_splits.tsv beside the data)."""
+    splits = Path(train_dir).parent / "bsds500_splits.tsv"
+    rows = [line.split("\t") for line in splits.read_text().splitlines()[1:] if line.strip()]
+    return {name for name, split in rows if split.strip() == "val"}
+
+
+def build_cache(train_dir: Path, cache: Path, qualities, seed: int = 0) -> dict:
+    """{"names", "photos" [(h,w,3) uint8], "qualities" [(Q,)], "coarse" [(Q,C,h/8,w/8) fp16]} for every photo.
+
+    Each photo gets the coarse latents of `qualities` plus one random quality on the
+    continuous scale (so the level embedding sees values between the trained levels).
+    """
+    if cache.exists():
+        d = np.load(cache, allow_pickle=False)
+        n = int(d["count"])
+        return {
+            "names": [str(x) for x in d["names"]],
+            "photos": [d[f"p{i}"] for i in range(n)],
+            "qualities": [d[f"q{i}"] for i in range(n)],
+            "coarse": [d[f"c{i}"] for i in range(n)],
+        }
+    codec = Codec.load()
+    rng = np.random.default_rng(seed)
+    low, high = (level + 1 for level in codec.rate_levels)
+    names, photos, qs, coarse = [], [], [], []
+    t0 = time.time()
+    paths = find_images(train_dir)
+    for i, path in enumerate(paths):
+        im = load_downscaled(path, 288)
+        if min(im.size) < 128:
+            continue
+        extra = round(float(rng.uniform(low, high)) * 32) / 32
+        wanted = [*qualities, extra]
+        _, by_quality = codec.latent_pairs(im, wanted)
+        h, w = im.height // 8, im.width // 8
+        names.append(path.name)
+        photos.append(np.asarray(im)[: 8 * h, : 8 * w])
+        qs.append(np.array(wanted, dtype=np.float32))
+        coarse.append(np.stack([by_quality[q][0, :, :h, :w].numpy() for q in wanted]).astype(np.float16))
+        if i % 50 == 0:
+            print(f"cache: {i}/{len(paths)} photos, {time.time() - t0:.0f} s", flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"p{i}": a for i, a in enumerate(photos)}
+    arrays |= {f"q{i}": a for i, a in enumerate(qs)} | {f"c{i}": a for i, a in enumerate(coarse)}
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, count=len(names), names=np.array(names), **arrays)
+    tmp.replace(cache)
+    return {"names": names, "photos": photos, "qualities": qs, "coarse": coarse}
+
+
+class Crops:
+    """Random (photo crop, coarse latent crop, 0-based level) triples with horizontal flips."""
+
+    def __init__(self, data: dict, keep: list[int], size: int, seed: int):
+        self.data, self.size = data, size
+        self.keep = [i for i in keep if min(data["coarse"][i].shape[2:]) >= size]
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        xs, zs, levels = [], [], []
+        s = self.size
+        for _ in range(n):
+            i = self.keep[self.rng.integers(len(self.keep))]
+            c, photo, q = self.data["coarse"][i], self.data["photos"][i], self.data["qualities"][i]
+            k = int(self.rng.integers(len(q)))
+            top = int(self.rng.integers(c.shape[2] - s + 1))
+            left = int(self.rng.integers(c.shape[3] - s + 1))
+            z = torch.from_numpy(c[k, :, top : top + s, left : left + s].astype(np.float32))
+            x = torch.from_numpy(photo[8 * top : 8 * (top + s), 8 * left : 8 * (left + s)].astype(np.float32) / 255)
+            x = x.permute(2, 0, 1)
+            if self.rng.random() < 0.5:
+                z, x = z.flip(-1), x.flip(-1)
+            xs.append(x)
+            zs.append(z)
+            levels.append(float(q[k]) - 1)
+        return torch.stack(xs), torch.stack(zs), torch.tensor(levels)
+
+
+class PatchDiscriminator(nn.Module):
+    """(B,3,H,W) image + (B,C,H/8,W/8) coarse latent -> (B,1,H/8,W/8) real/fake logits.
+
+    Conditioned on what the decoder saw (MS-ILLM, HiFiC): it judges whether the image is a
+    plausible photo *for that latent*, not just any photo. Spectral norm keeps it stable.
+    """
+
+    def __init__(self, latent_channels: int = 8, width: int = 64):
+        super().__init__()
+        sn = spectral_norm
+        act = nn.LeakyReLU(0.2)
+        self.image = nn.Sequential(
+            sn(nn.Conv2d(3, width, 4, 2, 1)),
+            act,
+            sn(nn.Conv2d(width, 2 * width, 4, 2, 1)),
+            act,
+            sn(nn.Conv2d(2 * width, 4 * width, 4, 2, 1)),
+            act,
+        )
+        self.head = nn.Sequential(
+            sn(nn.Conv2d(4 * width + latent_channels, 4 * width, 3, 1, 1)),
+            act,
+            sn(nn.Conv2d(4 * width, 1, 1)),
+        )
+
+    def forward(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.image(x * 2 - 1), latent], dim=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("train_dir", type=Path, help="folder of training photos (../shared/data/train)")
+    ap.add_argument("--cache", type=Path, default=Path(".data/decoder_latents.npz"))
+    ap.add_argument("--qualities", type=float, nargs="+", default=list(QUALITIES))
+    ap.add_argument("--metric-weights", type=Path, default=Path("../shared/data/weights"))
+    ap.add_argument("--init", type=Path, help="start from this perceptual-decoder file (else the fidelity decoder)")
+    ap.add_argument("--out", type=Path, required=True, help="weights (.safetensors) written at the end")
+    ap.add_argument("--checkpoint", type=Path, required=True, help="training state, for --resume")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--checkpoint-every", type=float, default=300, help="seconds")
+    ap.add_argument("--log", type=Path, required=True, help="CSV log (a PNG plot is written beside it)")
+    ap.add_argument("--seconds", type=float, default=1800, help="wall-clock budget of this stage")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=20, help="latent crop side (x8 image px)")
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--mse", type=float, default=1.0, help="weight of MSE / 0.01")
+    ap.add_argument("--lpips", type=float, default=1.0)
+    ap.add_argument("--dists", type=float, default=0.0)
+    ap.add_argument("--gan", type=float, default=0.0, help="generator loss weight (0 = no discriminator)")
+    ap.add_argument("--d-lr", type=float, default=1e-4)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--blocks", type=int, nargs=2, default=[4, 2], help="ResBlocks at H/8 and H/4 (new decoders)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    data = build_cache(args.train_dir, args.cache, args.qualities, args.seed)
+    val = validation_names(args.train_dir)
+    train_idx = [i for i, n in enumerate(data["names"]) if n not in val]
+    crops = Crops(data, train_idx, args.crop, args.seed)
+    print(f"{len(crops.keep)} training photos ({len(data['names']) - len(train_idx)} validation photos held out)")
+
+    previous = None
+    if args.init:
+        bundle = load_decoder(args.init)
+        decoder, previous = bundle.decoder, bundle.info
+    else:
+        codec = Codec.load()
+        cfg = PerceptualDecoderConfig(
+            latent_channels=codec.autoencoder.cfg.latent_channels,
+            widths=codec.autoencoder.cfg.widths,
+            blocks=tuple(args.blocks),
+        )
+        decoder = PerceptualDecoder.from_fidelity_decoder(codec.autoencoder.decoder, cfg)
+    decoder.train().requires_grad_(True)
+    ema = PerceptualDecoder(decoder.cfg)
+    ema.load_state_dict(decoder.state_dict())
+    ema.eval().requires_grad_(False)
+    lpips = LPIPSMetric.load(args.metric_weights).model.eval().requires_grad_(False)
+    dists = DISTSMetric.load(args.metric_weights).model.eval().requires_grad_(False) if args.dists else None
+    disc = PatchDiscriminator(decoder.cfg.latent_channels) if args.gan else None
+    opt = torch.optim.AdamW(decoder.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    d_opt = torch.optim.AdamW(disc.parameters(), lr=args.d_lr, betas=(0.5, 0.99)) if disc else None
+    parts = {"decoder": decoder, "ema": ema, "opt": opt} | ({"disc": disc, "d_opt": d_opt} if disc else {})
+
+    step, spent = 0, 0.0
+    if args.resume:
+        meta = load_checkpoint(args.checkpoint, parts)
+        step, spent = meta["step"], meta["seconds"]
+        crops.rng = np.random.default_rng([args.seed, step])
+        print(f"resumed at step {step} ({spent:.0f} s of {args.seconds:.0f})")
+    params = sum(p.numel() for p in decoder.parameters())
+    print(f"perceptual decoder: {params / 1e6:.2f} M parameters, blocks {decoder.cfg.blocks}; gan {args.gan}")
+
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    new_log = not (args.resume and args.log.exists())
+    log_file = open(args.log, "a" if not new_log else "w", newline="")
+    log = csv.writer(log_file)
+    if new_log:
+        log.writerow(["step", "seconds", "lr", "mse", "lpips", "dists", "g_adv", "d_loss"])
+
+    def info() -> dict:
+        return {
+            "steps": step,
+            "seconds": round(spent),
+            "batch": args.batch,
+            "crop_px": 8 * args.crop,
+            "losses": {
+                "mse/0.01": args.mse,
+                "lpips_alex (random 0-3 px shift)": args.lpips,
+                "dists": args.dists,
+                "gan": args.gan,
+            },
+            "lr": args.lr,
+            "ema": args.ema,
+            "device": "cpu",
+            "threads": torch.get_num_threads(),
+            "train_photos": len(crops.keep),
+            "qualities": list(args.qualities) + ["one random per photo"],
+            "command": " ".join(sys.argv),
+            "previous_stage": previous,
+        }
+
+    t_start, last_ckpt, acc = time.time() - spent, time.time(), []
+    while spent < args.seconds:
+        frac = spent / args.seconds
+        lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, z, level = crops.batch(args.batch)
+        y = decoder(z, level)
+        mse = (y - x).pow(2).mean()
+        # LPIPS on a random 0-3 px shift of both images: AlexNet's first layer has stride 4, and
+        # with crops always aligned to the latent grid the decoder learns a periodic pattern in
+        # phase with it that lowers LPIPS without looking any better. A random phase removes it.
+        dy, dx = (int(v) for v in crops.rng.integers(0, 4, 2))
+        perceptual = lpips(y[..., dy:, dx:] * 2 - 1, x[..., dy:, dx:] * 2 - 1).mean()
+        loss = args.mse * mse / 0.01 + args.lpips * perceptual
+        d_term = torch.zeros(())
+        if dists is not None:
+            d_term = dists(x, y.clamp(0, 1), require_grad=True, batch_average=True)
+            loss = loss + args.dists * d_term
+        g_adv, d_loss = torch.zeros(()), torch.zeros(())
+        if disc is not None:
+            disc.requires_grad_(False)
+            g_adv = nn.functional.softplus(-disc(y, z)).mean()
+            loss = loss + args.gan * g_adv
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if disc is not None:
+            disc.requires_grad_(True)
+            d_loss = nn.functional.softplus(-disc(x, z)).mean() + nn.functional.softplus(disc(y.detach(), z)).mean()
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+        with torch.no_grad():
+            decay = min(args.ema, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), decoder.parameters(), strict=True):
+                pe.lerp_(p, 1 - decay)
+        step += 1
+        spent = time.time() - t_start
+        acc.append((mse.item(), perceptual.item(), d_term.item(), g_adv.item(), d_loss.item()))
+        if step % 25 == 0:
+            m = np.mean(acc, axis=0)
+            log.writerow([step, round(spent, 1), f"{lr:.2e}", *(f"{v:.5f}" for v in m)])
+            log_file.flush()
+            print(
+                f"step {step} {spent:.0f}s mse {m[0]:.5f} (PSNR {-10 * np.log10(m[0]):.2f}) lpips {m[1]:.4f}"
+                + (f" dists {m[2]:.4f}" if dists is not None else "")
+                + (f" g_adv {m[3]:.3f} d {m[4]:.3f}" if disc is not None else ""),
+                flush=True,
+            )
+            acc = []
+        if time.time() - last_ckpt > args.checkpoint_every:
+            save_checkpoint(args.checkpoint, parts, {"step": step, "seconds": spent})
+            save_decoder(args.out, _copy(ema), info())
+            last_ckpt = time.time()
+    save_checkpoint(args.checkpoint, parts, {"step": step, "seconds": spent})
+    digest = save_decoder(args.out, _copy(ema), info())
+    log_file.close()
+    plot_log(args.log)
+    print(f"{step} steps, {spent:.0f} s -> {args.out} (sha256 {digest[:16]})")
+
+
+def _copy(model: PerceptualDecoder) -> PerceptualDecoder:
+    """A copy to round to float16 and save (the EMA itself keeps full precision)."""
+    out = PerceptualDecoder(model.cfg)
+    out.load_state_dict(model.state_dict())
+    return out.eval()
+
+
+def plot_log(path: Path) -> None:
+    """Loss curves of a training log, beside it as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(path)))
+    if not rows:
+        return
+    steps = [int(r["step"]) for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    axes[0].plot(steps, [-10 * math.log10(float(r["mse"])) for r in rows])
+    axes[0].set_title("training PSNR (dB)")
+    axes[1].plot(steps, [float(r["lpips"]) for r in rows], label="LPIPS")
+    if any(float(r["dists"]) for r in rows):
+        axes[1].plot(steps, [float(r["dists"]) for r in rows], label="DISTS")
+    axes[1].legend()
+    axes[1].set_title("perceptual losses")
+    axes[2].plot(steps, [float(r["g_adv"]) for r in rows], label="G adversarial")
+    axes[2].plot(steps, [float(r["d_loss"]) for r in rows], label="D")
+    axes[2].legend()
+    axes[2].set_title("adversarial")
+    for a in axes:
+        a.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
