@@ -122,26 +122,36 @@ def _open_weights(path: Path, default: Path, tag: str, what: str) -> tuple[dict,
     return tensors, metadata, digest
 
 
+def _save_module(path: Path, module, tag: str, key: str, info: dict) -> str:
+    """A module with a `cfg` (to_dict) -> float16 safetensors with its config under `key`; its sha256."""
+    round_to_half(module)
+    tensors = {name: t.detach().cpu().contiguous().half() for name, t in module.state_dict().items()}
+    metadata = {"format": tag, key: json.dumps(module.cfg.to_dict()), "info": json.dumps(info)}
+    return _write_weights(Path(path), tensors, metadata)
+
+
+def _load_module(path, default: Path, tag: str, what: str, key: str, build) -> tuple:
+    """The inverse of _save_module: (module built by `build(config dict)`, sha256, info)."""
+    path = Path(path) if path is not None else default
+    tensors, metadata, digest = _open_weights(path, default, tag, what)
+    with _reading(path):
+        module = build(json.loads(metadata[key]))
+        module.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+        module.eval().requires_grad_(False)
+        info = json.loads(metadata.get("info", "{}"))
+    return module, digest, info
+
+
 def save_prior(path: Path, prior: LatentPrior, info: dict) -> str:
     """Write the diffusion prior's parameters in float16 with its config; return the sha256."""
-    round_to_half(prior)
-    tensors = {name: t.detach().cpu().contiguous().half() for name, t in prior.state_dict().items()}
-    metadata = {"format": PRIOR_FORMAT_TAG, "prior": json.dumps(prior.cfg.to_dict()), "info": json.dumps(info)}
-    return _write_weights(Path(path), tensors, metadata)
+    return _save_module(path, prior, PRIOR_FORMAT_TAG, "prior", info)
 
 
 def load_prior(path: Path | str | None = None) -> PriorBundle:
     """Load a diffusion-prior weight file; ModelFileError with a one-line reason if unusable."""
-    path = Path(path) if path is not None else DEFAULT_PRIOR_WEIGHTS
-    tensors, metadata, digest = _open_weights(
-        path, DEFAULT_PRIOR_WEIGHTS, PRIOR_FORMAT_TAG, "diffusion-prior weight file"
-    )
-    with _reading(path):
-        prior = LatentPrior(PriorConfig.from_dict(json.loads(metadata["prior"])))
-        prior.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-        prior.eval().requires_grad_(False)
-        info = json.loads(metadata.get("info", "{}"))
-    return PriorBundle(prior, digest, info)
+    build = lambda cfg: LatentPrior(PriorConfig.from_dict(cfg))  # noqa: E731
+    what = "diffusion-prior weight file"
+    return PriorBundle(*_load_module(path, DEFAULT_PRIOR_WEIGHTS, PRIOR_FORMAT_TAG, what, "prior", build))
 
 
 @dataclass
@@ -153,24 +163,14 @@ class DecoderBundle:
 
 def save_decoder(path: Path, decoder: PerceptualDecoder, info: dict) -> str:
     """Write the perceptual decoder's parameters in float16 with its config; return the sha256."""
-    round_to_half(decoder)
-    tensors = {name: t.detach().cpu().contiguous().half() for name, t in decoder.state_dict().items()}
-    metadata = {"format": DECODER_FORMAT_TAG, "decoder": json.dumps(decoder.cfg.to_dict()), "info": json.dumps(info)}
-    return _write_weights(Path(path), tensors, metadata)
+    return _save_module(path, decoder, DECODER_FORMAT_TAG, "decoder", info)
 
 
 def load_decoder(path: Path | str | None = None) -> DecoderBundle:
     """Load a perceptual-decoder weight file; ModelFileError with a one-line reason if unusable."""
-    path = Path(path) if path is not None else DEFAULT_DECODER_WEIGHTS
-    tensors, metadata, digest = _open_weights(
-        path, DEFAULT_DECODER_WEIGHTS, DECODER_FORMAT_TAG, "perceptual-decoder weight file"
-    )
-    with _reading(path):
-        decoder = PerceptualDecoder(PerceptualDecoderConfig.from_dict(json.loads(metadata["decoder"])))
-        decoder.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-        decoder.eval().requires_grad_(False)
-        info = json.loads(metadata.get("info", "{}"))
-    return DecoderBundle(decoder, digest, info)
+    build = lambda cfg: PerceptualDecoder(PerceptualDecoderConfig.from_dict(cfg))  # noqa: E731
+    what = "perceptual-decoder weight file"
+    return DecoderBundle(*_load_module(path, DEFAULT_DECODER_WEIGHTS, DECODER_FORMAT_TAG, what, "decoder", build))
 
 
 def load_model(path: Path | str | None = None) -> ModelBundle:
