@@ -65,7 +65,7 @@ class Header:
     @property
     def refine(self) -> RefineSettings:
         """The refinement the encoder intended; version 1 files (no diffusion prior then)
-        and files without hints decode with the plain decoder."""
+        and files without hints decode without refinement."""
         return unpack_hints(self.hints) if self.version >= 2 else RefineSettings()
 
 

@@ -4,8 +4,8 @@
 
 The bracketed extension is written only when one of its fields is not the
 default (seed 0, start 100 %, early exit off), so the usual hints cost 3 bytes
-(plus the 1-byte length in the header). A file without hints decodes with
-the plain decoder (steps 0), as every version-1 file does.
+(plus the 1-byte length in the header). A file without hints decodes without
+refinement (steps 0), as every version-1 file does.
 """
 
 from dataclasses import dataclass, replace
@@ -22,7 +22,7 @@ MAX_SEED = (1 << 28) - 1  # varint of at most 4 bytes
 class RefineSettings:
     """How the decoder refines the latent (what `dpc decompress --steps ...` sets)."""
 
-    steps: int = 0  # 0 = plain decoder (no refinement)
+    steps: int = 0  # 0 = no refinement
     sampler: str = "ddim"
     guidance: float = 1.0  # classifier-free guidance scale S; 1 = conditional pass only
     seed: int = 0  # of the starting noise

@@ -3,7 +3,7 @@
 from codec import Codec
 c = Codec.load()
 data = c.compress(image, quality=3)          # records the level's default refinement
-image = c.decompress(data)                   # refines as recorded; steps=0 for the plain decoder
+image = c.decompress(data)                   # perceptual decoder, refined as recorded; fidelity=True: MSE decoder
 image = c.decompress(data, steps=8, sampler="dpmpp", guidance=2.0, seed=1)
 
 The names below are imported on first use (PEP 562), so `import codec` and the

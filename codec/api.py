@@ -250,7 +250,7 @@ class Codec:
         `quality`: a trained level 1..6, or any value from -3 to 8 in steps of 1/32 for
         rates between and beyond them (see rate_point(); such files are format version 3).
         `refine`: the decoder settings to record in the header (default: the nearest
-        level's measured default, `default_refine`); steps 0 records none (plain decoder).
+        level's measured default, `default_refine`); steps 0 records none (no refinement).
         """
         nearest, offset = self.rate_point(quality)
         image = self._encodable(image)
