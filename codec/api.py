@@ -420,20 +420,19 @@ class Codec:
         """
         tile = self.check_tile(tile)
         overrides = dict(steps=steps, sampler=sampler, guidance=guidance, seed=seed, start=start, early_exit=early_exit)
-        if fidelity:
-            given = [k for k, v in overrides.items() if v is not None]
-            if given:
-                raise InvalidOptionError(f"fidelity decoding does not refine; drop {', '.join(given)}")
-            header, coarse = self.decode_latent(data)
-            x = self.decode_pixels(coarse, tile)
-            return tensor_to_image(x[..., : header.height, : header.width])
+        given = [k for k, v in overrides.items() if v is not None]
+        if fidelity and given:
+            raise InvalidOptionError(f"fidelity decoding does not refine; drop {', '.join(given)}")
         header, coarse = self.decode_latent(data)
-        try:
-            settings = header.refine.with_overrides(**overrides)
-        except ValueError as exc:
-            raise CodecError(str(exc)) from None
-        latent = self.refine_latent(coarse, header.quality, settings, tile=tile, progress=progress)
-        x = self.decode_pixels(latent, tile, level=header.level)
+        if fidelity:
+            x = self.decode_pixels(coarse, tile)
+        else:
+            try:
+                settings = header.refine.with_overrides(**overrides)
+            except ValueError as exc:
+                raise CodecError(str(exc)) from None
+            latent = self.refine_latent(coarse, header.quality, settings, tile=tile, progress=progress)
+            x = self.decode_pixels(latent, tile, level=header.level)
         return tensor_to_image(x[..., : header.height, : header.width])
 
     @torch.inference_mode()
