@@ -15,7 +15,6 @@ _SOURCES = {  # public name -> the submodule that defines it (imported on first 
             "FORMAT_VERSION",
             "MAGIC",
             "RATE_OFFSET_VERSION",
-            "RATE_STEPS",
             "BitstreamLimits",
             "Container",
             "Header",
@@ -27,6 +26,7 @@ _SOURCES = {  # public name -> the submodule that defines it (imported on first 
     ),
     **dict.fromkeys(("CdfTables", "decode_symbols", "encode_symbols", "symbol_check"), "entropy_coding"),
     **dict.fromkeys(("SAMPLERS", "RefineSettings", "pack_hints", "unpack_hints"), "hints"),
+    **dict.fromkeys(("RATE_STEPS", "RatePoint", "bits_per_pixel"), "rate"),
 }
 
 __all__ = sorted(_SOURCES)

@@ -22,13 +22,17 @@ from dataclasses import dataclass
 
 from .errors import BitstreamError, ImageTooLargeError, UnsupportedVersionError
 from .hints import RefineSettings, unpack_hints
+from .rate import RatePoint
+from .varint import VarintError, decode_varint, encode_varint
 
 MAGIC = b"DP"
 FORMAT_VERSION = 2  # 2: decoder hints carry the refinement settings (bitstream/hints.py)
 RATE_OFFSET_VERSION = 3  # 3: adds a rate offset (written only for rates off the trained levels)
 SUPPORTED_VERSIONS = (1, 2, 3)
-RATE_STEPS = 32  # rate offset unit: 1/32 of a quality level
 MAX_HINTS_BYTES = 64
+# 67 Mpx, e.g. 8192 x 8192: the default cap on images and .dpc files. Decoding work and memory
+# follow the size a header claims (docs/reliability.md): services decoding untrusted files may want less.
+MAX_PIXELS = 1 << 26
 _TRAILER = 4
 _HINTS_FLAG = 0x80
 MAX_QUALITY = 0x7F
@@ -39,9 +43,7 @@ _MIN_SIZE = len(MAGIC) + 1 + 2 + 1 + 1 + 1 + 1 + _TRAILER
 class BitstreamLimits:
     """Bounds a decoder enforces before allocating (decompression-bomb guard)."""
 
-    # 67 Mpx, e.g. 8192 x 8192. Decoding work and memory follow the size a header
-    # claims (docs/reliability.md): services decoding untrusted files may want less.
-    max_pixels: int = 1 << 26
+    max_pixels: int = MAX_PIXELS
     max_side: int = 1 << 16
 
 
@@ -58,9 +60,14 @@ class Header:
     rate_offset: int = 0  # version 3: -128..127, in 1/RATE_STEPS of a level from `quality`
 
     @property
+    def rate(self) -> RatePoint:
+        """The point on the rate scale the file was coded at."""
+        return RatePoint(self.quality, self.rate_offset)
+
+    @property
     def level(self) -> float:
         """The 0-based rate level the file was coded at: quality - 1 + rate_offset / 32."""
-        return self.quality - 1 + self.rate_offset / RATE_STEPS
+        return self.rate.level
 
     @property
     def refine(self) -> RefineSettings:
@@ -82,17 +89,6 @@ class Container:
         return len(write_container(self)) - len(self.z_data) - len(self.y_data)
 
 
-def _varint(value: int) -> bytes:
-    if not 0 <= value < 1 << 28:
-        raise ValueError(f"varint out of range: {value}")
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def write_container(c: Container) -> bytes:
     h = c.header
     if not (0 < h.width < 1 << 28 and 0 < h.height < 1 << 28):
@@ -108,13 +104,13 @@ def write_container(c: Container) -> bytes:
             MAGIC,
             bytes([h.version]),
             struct.pack("<H", h.model_id),
-            _varint(h.width),
-            _varint(h.height),
+            encode_varint(h.width),
+            encode_varint(h.height),
             bytes([h.quality | (_HINTS_FLAG if h.hints else 0)]),
             struct.pack("<b", h.rate_offset) if h.version >= RATE_OFFSET_VERSION else b"",
-            _varint(len(h.hints)) if h.hints else b"",
+            encode_varint(len(h.hints)) if h.hints else b"",
             h.hints,
-            _varint(len(c.z_data)),
+            encode_varint(len(c.z_data)),
             c.z_data,
             c.y_data,
             struct.pack("<H", c.symbol_check),
@@ -140,13 +136,13 @@ class _Reader:
         return out
 
     def varint(self, what: str) -> int:
-        value = 0
-        for shift in range(0, 28, 7):
-            byte = self.take(1, what)[0]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-        raise BitstreamError(f"corrupt header: {what} is not a valid varint")
+        try:
+            value, self.pos = decode_varint(self.data, self.pos, self.end)
+        except VarintError as exc:
+            if exc.truncated:
+                raise BitstreamError(f"truncated file: {what} runs past the end") from None
+            raise BitstreamError(f"corrupt header: {what} is not a valid varint") from None
+        return value
 
 
 def read_header(data: bytes, limits: BitstreamLimits = BitstreamLimits()) -> tuple[Header, "_Reader"]:

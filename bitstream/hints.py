@@ -11,6 +11,7 @@ refinement (steps 0), as every version-1 file does.
 from dataclasses import dataclass, replace
 
 from .errors import BitstreamError
+from .varint import VarintError, decode_varint, encode_varint
 
 SAMPLERS = ("ddim", "dpmpp", "unipc")  # sampler byte = index
 MAX_STEPS = 100
@@ -60,13 +61,7 @@ def pack_hints(s: RefineSettings) -> bytes:
     out = bytearray([s.steps, SAMPLERS.index(s.sampler), round(s.guidance * 10)])
     start, exit_ = round(s.start * 100), round(s.early_exit * 1000)
     if s.seed or start != 100 or exit_:
-        value = s.seed
-        while True:
-            byte, value = value & 0x7F, value >> 7
-            out.append(byte | (0x80 if value else 0))
-            if not value:
-                break
-        out += bytes([start, exit_])
+        out += encode_varint(s.seed) + bytes([start, exit_])
     return bytes(out)
 
 
@@ -79,15 +74,10 @@ def unpack_hints(data: bytes) -> RefineSettings:
     steps, sampler, guidance = data[0], data[1], data[2]
     seed, start, exit_ = 0, 100, 0
     if len(data) > 3:
-        pos, shift = 3, 0
-        while True:
-            if pos >= len(data) or shift > 21:
-                raise BitstreamError("corrupt header: bad seed in decoder hints")
-            byte = data[pos]
-            seed |= (byte & 0x7F) << shift
-            pos, shift = pos + 1, shift + 7
-            if not byte & 0x80:
-                break
+        try:
+            seed, pos = decode_varint(data, 3)
+        except VarintError:
+            raise BitstreamError("corrupt header: bad seed in decoder hints") from None
         if len(data) - pos != 2:
             raise BitstreamError("corrupt header: decoder hints have the wrong length")
         start, exit_ = data[pos], data[pos + 1]

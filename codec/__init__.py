@@ -7,7 +7,7 @@ image = c.decompress(data)                   # perceptual decoder, refined as re
 image = c.decompress(data, steps=8, sampler="dpmpp", guidance=2.0, seed=1)
 
 The names below are imported on first use (PEP 562), so `import codec` and the
-`dpc` entry point (codec/cli.py) cost nothing until torch is really needed: the
+`dpc` entry point (dpc/cli.py) cost nothing until torch is really needed: the
 CLI sets its Ctrl-C / SIGTERM handling before the slow imports start.
 """
 
@@ -17,6 +17,8 @@ _SOURCES = {  # public name -> the module that defines it
     "DEFAULT_QUALITY": "codec.api",
     "Codec": "codec.api",
     "RefineSettings": "bitstream",
+    "RatePoint": "bitstream",
+    "Symbols": "codec.api",
     "load_image": "codec.images",
     **dict.fromkeys(
         (

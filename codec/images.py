@@ -25,10 +25,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from bitstream.container import MAX_PIXELS
+
 from . import image_streams
 from .errors import ImageReadError, ImageTooLargeError
 
-DEFAULT_MAX_PIXELS = 1 << 26  # same cap as .dpc headers: 67 Mpx (8192 x 8192)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})  # what folder runs read
+DEFAULT_MAX_PIXELS = MAX_PIXELS  # same cap as .dpc headers: 67 Mpx (8192 x 8192)
 
 
 def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -165,3 +168,12 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
     """(1, 3, H, W) float in [0, 1] -> RGB PIL image (rounded, clamped)."""
     arr = (x[0].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
+
+
+def encodable(image, limits) -> Image.Image:
+    """RGB version of `image` (what Codec.compress accepts; see as_image), refused if a decoder
+    with these BitstreamLimits would refuse its file."""
+    image = to_rgb(as_image(image, limits.max_pixels), limits.max_pixels)
+    if max(image.size) > limits.max_side:
+        raise ImageTooLargeError(f"image is {image.width}x{image.height}; sides must be 1..{limits.max_side}")
+    return image

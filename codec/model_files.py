@@ -17,17 +17,21 @@ import json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save_file
 
-from .autoencoder import AutoencoderConfig, LatentAutoencoder
-from .compressor import CompressorConfig, HyperpriorCompressor
+from .entropy.compressor import CompressorConfig, HyperpriorCompressor
 from .errors import ModelFileError
-from .perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
-from .prior import LatentPrior, PriorBundle, PriorConfig
+from .models.autoencoder import AutoencoderConfig, LatentAutoencoder
+from .models.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
+from .models.prior import LatentPrior, PriorBundle, PriorConfig
+
+if TYPE_CHECKING:  # importing it imports CompressAI, which decoding never needs
+    from .entropy.training import TrainableCompressor
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "dpc-v1.safetensors"
 DEFAULT_PRIOR_WEIGHTS = Path(__file__).parent / "weights" / "dpc-prior-v1.safetensors"
@@ -60,8 +64,11 @@ def round_to_half(*modules: torch.nn.Module) -> None:
                 p.copy_(p.half().float())
 
 
-def save_model(path: Path, autoencoder: LatentAutoencoder, compressor: HyperpriorCompressor, info: dict) -> str:
-    """Round to float16, compute the CDF tables, write safetensors; return its sha256."""
+def save_model(path: Path, autoencoder: LatentAutoencoder, compressor: "TrainableCompressor", info: dict) -> str:
+    """Round to float16, compute the CDF tables, write safetensors; return its sha256.
+
+    `compressor` is the training one (codec/entropy/training.py): the file keeps its density
+    model too, so training can resume from it; `load_model` builds the coding one."""
     round_to_half(autoencoder, compressor)
     compressor.prepare_tables()
     tensors = {}
@@ -184,6 +191,8 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
         compressor = HyperpriorCompressor(CompressorConfig(**json.loads(metadata["compressor"])))
         for prefix, module in (("autoencoder", autoencoder), ("compressor", compressor)):
             state = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            # The file also holds what only training uses (z's density model): coding loads the rest.
+            state = {k: v for k, v in state.items() if k in module.state_dict()}
             _resize_table_buffers(module, state)
             state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
             module.load_state_dict(state, strict=True)

@@ -164,15 +164,12 @@ def calibrate(codec, images, qualities=None, progress=None) -> dict[str, torch.T
 
     `codec`: a fp32 Codec (its weights are the ones the table will be tied to).
     """
-    from .runtime import Runner, RunOptions
-
     observed = {
-        "prior": observing("prior", codec.prior),
-        "perceptual": observing("perceptual", codec.perceptual_decoder),
+        "prior": observing("prior", codec.refiner.prior),
+        "perceptual": observing("perceptual", codec.pixels.perceptual),
         "plain": observing("plain", codec.autoencoder.decoder),
     }
-    saved, codec._runners = codec._runners, {name: Runner(m, RunOptions()) for name, m in observed.items()}
-    try:
+    with codec.runners.replaced(observed):
         for image in images:
             for quality in qualities or codec.qualities:
                 data = codec.compress(image, quality)
@@ -182,8 +179,6 @@ def calibrate(codec, images, qualities=None, progress=None) -> dict[str, torch.T
                 codec.decompress(data, fidelity=True)
             if progress is not None:
                 progress()
-    finally:
-        codec._runners = saved
     table = {}
     for name, module in observed.items():
         table.update(activation_table(name, module))

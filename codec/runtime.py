@@ -1,75 +1,18 @@
-"""How the decoding models run: device, precision, INT8, offload, compile, memory layout.
+"""How the decoding models run under a Codec's RunOptions (codec/options.py).
 
-    RunOptions(device="cpu")                          the default: fp32, works everywhere
-    RunOptions(device="cpu", int8=True)               CPU: INT8 decoder and prior (codec/quantization.py)
-    RunOptions(device="cuda", dtype="fp16")           GPU: half precision
-    RunOptions(device="cuda", offload=True)           each model on the GPU only while its stage runs
-
-Usability over performance: the defaults work on every machine; each speed-up is a
-named option, measured by `dpc bench` (docs/performance.md says which to pick where).
-
-The options touch only decoding-side compute (diffusion prior, pixel decoders). The
-encoder's analysis and the entropy parameters always run in fp32 / float64, so a
-file's bytes never depend on them, and every option decodes every file.
+Runner(module, options)     the module in the options' dtype and layout; fp32 in and out
+Runners                     each decoding model built once, INT8-quantized when asked
+on_device(module, options)  with offload: the module on the device for one stage only
 """
 
+from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from .errors import InvalidOptionError
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-ATTENTION = ("sdpa", "eager")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Deployment options of a Codec (see the module docstring)."""
-
-    device: str = "cpu"
-    dtype: str = "fp32"  # compute precision of the prior and the pixel decoders (with int8: of their float parts)
-    int8: bool = False  # static INT8 (per-channel weights, calibrated activations); CPU only
-    offload: bool = False  # models live on the CPU and visit `device` for their stage
-    compile: bool = False  # torch.compile the prior and the pixel decoders
-    channels_last: bool = False  # NHWC memory layout for the convolutions
-    attention: str = "sdpa"  # the prior's attention: torch SDPA kernels or the eager matmul-softmax
-
-    def __post_init__(self):
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise InvalidOptionError(f"unknown device {self.device!r}") from None
-        if self.dtype not in DTYPES:
-            raise InvalidOptionError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.attention not in ATTENTION:
-            raise InvalidOptionError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
-        if self.int8 and device.type != "cpu":
-            raise InvalidOptionError(
-                "INT8 decoding runs on the CPU only (torch's quantized kernels); use --dtype on a GPU"
-            )
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise InvalidOptionError("device cuda requested but no CUDA GPU is available")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise InvalidOptionError("device mps requested but MPS is not available")
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
-
-    @property
-    def home(self) -> torch.device:
-        """Where the decoding models are kept between stages."""
-        return torch.device("cpu") if self.offload else torch.device(self.device)
-
-    def describe(self) -> str:
-        parts = [self.device, f"int8 + {self.dtype}" if self.int8 else self.dtype]
-        parts += [name for name in ("offload", "compile", "channels_last") if getattr(self, name)]
-        if self.attention != "sdpa":
-            parts.append(f"attention {self.attention}")
-        return ", ".join(parts)
+from .errors import CodecError
+from .options import RunOptions
 
 
 class Runner(nn.Module):
@@ -96,6 +39,40 @@ class Runner(nn.Module):
             return x
         x = x.to(self.dtype)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+
+class Runners:
+    """Each decoding model ("prior", "perceptual", "plain") as it runs under the options, built once.
+
+    With int8, a model is quantized with the calibration table, which is tied to the weight
+    files' SHA-256 (`digests()`: what the Codec has loaded).
+    """
+
+    def __init__(self, options: RunOptions, int8_table=None, digests: Callable[[], dict] | None = None):
+        self.options, self.int8_table, self.digests = options, int8_table, digests
+        self._built: dict[str, Runner] = {}
+
+    def get(self, name: str, build: Callable[[], nn.Module]) -> "Runner":
+        if name not in self._built:
+            module = build()
+            if self.options.int8:
+                try:
+                    from .quantization import load_table, quantize
+                except ImportError as exc:  # torch.ao.quantization is deprecated upstream
+                    raise CodecError(f"INT8 decoding needs torch.ao.quantization, missing here: {exc}") from None
+
+                module = quantize(name, module, load_table(self.int8_table, self.digests()))
+            self._built[name] = Runner(prepare(module, self.options), self.options)
+        return self._built[name]
+
+    @contextmanager
+    def replaced(self, modules: dict[str, nn.Module]):
+        """Run these modules as they are (fp32) instead, within the `with` block (INT8 calibration)."""
+        saved, self._built = self._built, {name: Runner(m, RunOptions()) for name, m in modules.items()}
+        try:
+            yield
+        finally:
+            self._built = saved
 
 
 def prepare(module: nn.Module, options: RunOptions) -> nn.Module:

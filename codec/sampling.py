@@ -18,7 +18,7 @@ from torch import Tensor
 
 from bitstream import RefineSettings
 
-from .prior import BETA_SCHEDULES, LatentPrior, PriorConfig
+from .models.prior import BETA_SCHEDULES, LatentPrior, PriorConfig
 from .tiling import tile_map
 
 

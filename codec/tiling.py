@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -49,15 +50,20 @@ def tile_map(
     down: int = 1,
     out_channels: int | None = None,
     out_dtype: torch.dtype | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """fn applied to x (B,C,H,W) tile by tile; fn maps (B,C,h,w) -> (B,C',h*up/down,w*up/down).
 
     `tile`, `overlap` and `halo` are in input pixels and multiples of `down`; tile <= 0
-    (or an input that fits one tile) runs fn once on the whole input.
+    (or an input that fits one tile) runs fn once on the whole input. `progress(done, total)`
+    is called after each tile.
     """
     b, _, h, w = x.shape
     if tile <= 0 or (h <= tile and w <= tile):
-        return fn(x)
+        out = fn(x)
+        if progress is not None:
+            progress(1, 1)
+        return out
     if tile % down or overlap % down or halo % down or h % down or w % down:
         raise ValueError(f"tile, overlap, halo and input size must be multiples of {down}")
     ys, xs = tile_starts(h, tile, overlap, down), tile_starts(w, tile, overlap, down)
@@ -80,4 +86,12 @@ def tile_map(
             win = (wy[:, None] * wx[None, :]).to(res.device)
             out[..., s(y0) : s(y1), s(x0) : s(x1)] += (res * win).to(out.dtype)
             weight[..., s(y0) : s(y1), s(x0) : s(x1)] += win
+            if progress is not None:
+                progress(len(xs) * ys.index(y0) + xs.index(x0) + 1, len(ys) * len(xs))
     return out.div_(weight)
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """(B,C,H,W) -> (B,C,H_pad,W_pad), bottom and right edges replicated to a multiple of `multiple`."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")

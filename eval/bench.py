@@ -15,6 +15,8 @@ with the original (PSNR, MS-SSIM). Writes the table (stdout, and `--out`/bench.m
 JSON and a plot of time and memory against image size.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import platform
@@ -23,9 +25,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image, ImageOps
+if TYPE_CHECKING:  # numpy and Pillow are imported where used: `dpc --help` builds this parser
+    from PIL import Image
 
 CONFIG_TOKENS = {
     "fp32": {"dtype": "fp32"},
@@ -132,6 +135,8 @@ def run_bench_command(args) -> int:
 
 
 def bench_images(paths: list[Path]) -> list[tuple[str, Image.Image]]:
+    from PIL import Image
+
     from codec import load_image
 
     if not paths:
@@ -143,6 +148,8 @@ def bench_images(paths: list[Path]) -> list[tuple[str, Image.Image]]:
 
 def fit(image: Image.Image, size: int) -> Image.Image:
     """Resize so the short side is `size`, then centre-crop to size x size."""
+    from PIL import Image, ImageOps
+
     return ImageOps.fit(image.convert("RGB"), (size, size), Image.LANCZOS)
 
 
@@ -249,6 +256,9 @@ def _measure(config: str, job: dict, work: Path, timeout: int, cpu: bool) -> dic
 
 
 def _add_quality(runs: list[dict], files: list[dict]) -> None:
+    import numpy as np
+    from PIL import Image
+
     from eval.metrics import msssim, psnr
 
     def load(path):

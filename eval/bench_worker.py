@@ -4,8 +4,8 @@
 
 SPEC: {"options": RunOptions fields, "steps": int | null, "tile": int, "repeats": int,
 "warmup": int, "files": [{"dpc": path, "png_out": path, "size": int}, ...]}. Per file it
-decodes `warmup` + `repeats` times through the public stages of `Codec.decompress`
-(entropy decoding, each refinement step, pixel decoding) and records per stage the
+decodes `warmup` + `repeats` times with `Codec.decompress`, whose progress hook marks its
+stages (entropy decoding, each refinement step, pixel decoding), and records per stage the
 median latency and the peak memory: CUDA max allocated on a GPU; on the CPU the peak
 resident set size, reset before each stage through /proc/self/clear_refs (Linux), so a
 stage's peak is its own. Failures are recorded as the error's one line, not raised.
@@ -76,39 +76,59 @@ class StageMeter:
         return False
 
 
-def bench_file(codec, data: bytes, steps, tile: int, repeats: int, warmup: int, fidelity=False) -> tuple[dict, object]:
-    from codec.images import tensor_to_image
+class StageClock:
+    """A Codec.decompress progress hook: one StageMeter per stage, refinement step times."""
 
-    device = codec.device
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.meters: dict[str, StageMeter] = {}
+        self.current: StageMeter | None = None
+        self.step_times: list[float] = []
+        self.last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if done == 0:  # a stage starts: the previous one has ended
+            self.close()
+            self.current = self.meters[stage] = StageMeter(self.device).__enter__()
+            self.last = time.perf_counter()
+        elif stage == "refine":
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            self.step_times.append(now - self.last)
+            self.last = now
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.__exit__(None, None, None)
+            self.current = None
+
+    def stage(self, name: str) -> StageMeter:
+        """The stage's meter; a stage that did not run (no refinement) took no time."""
+        if name not in self.meters:
+            with StageMeter(self.device) as meter:
+                pass
+            self.meters[name] = meter
+        return self.meters[name]
+
+
+def bench_file(codec, data: bytes, steps, tile: int, repeats: int, warmup: int, fidelity=False) -> tuple[dict, object]:
+    """Decode `data` warmup + repeats times with Codec.decompress; its progress hook times each stage."""
     runs = []
     totals = []  # every run's seconds, warm-up included (the first shows compile / kernel set-up)
     image = None
+    refine = {} if fidelity else {"steps": steps}
     for i in range(warmup + repeats):
-        step_times: list[float] = []
+        clock = StageClock(codec.device)
         t0 = time.perf_counter()
-        # The three stages of Codec.decompress, each measured on its own.
-        with StageMeter(device) as entropy:
-            header, coarse = codec.decode_latent(data)
-        settings = header.refine.with_overrides(steps=0 if fidelity else steps)
-        last = [time.perf_counter()]
-
-        def on_step(_i, last=last, step_times=step_times):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            now = time.perf_counter()
-            step_times.append(now - last[0])
-            last[0] = now
-
-        with StageMeter(device) as refine:
-            last[0] = time.perf_counter()
-            latent = codec.refine_latent(coarse, header.quality, settings, tile=tile, progress=on_step)
-        with StageMeter(device) as pixels:
-            x = codec.decode_pixels(latent, tile, level=None if fidelity else header.level)
+        image = codec.decompress(data, tile=tile, fidelity=fidelity, progress=clock, **refine)
+        clock.close()
         total = time.perf_counter() - t0
         totals.append(total)
         if i >= warmup:
-            runs.append((total, entropy, refine, pixels, step_times))
-        image = tensor_to_image(x[..., : header.height, : header.width])
+            runs.append((total, clock.stage("entropy"), clock.stage("refine"), clock.stage("pixels"), clock.step_times))
+    header = codec.read_header(data)
+    settings = header.refine.with_overrides(steps=0 if fidelity else steps)
 
     def med(values):
         return statistics.median(values) if values else 0.0

@@ -19,13 +19,13 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from codec import Codec, CodecError, load_image
+from codec import Codec, CodecError, RatePoint, load_image
+from codec.images import IMAGE_SUFFIXES
 
 from .baselines import BASELINES, encode_at_bpp, lowest_bpp
 from .results import ResultsTable
 from .suite import MetricSuite
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 ALL_CODECS = ("ours", *BASELINES)
 FILE_SUFFIXES = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "jxl": ".jxl"}
 
@@ -63,8 +63,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
     codec = Codec.load(cfg.weights, device=cfg.device)
     qualities = cfg.qualities or list(codec.qualities)
-    for q in qualities:
-        codec.check_quality(q)
+    for q in qualities:  # trained levels only: the table's rows are per level
+        codec.rates.check(RatePoint(q), CodecError)
     suite = MetricSuite(cfg.metrics, cfg.metric_weights, features_dir=cfg.out / "features", device=cfg.device)
     baselines, skipped = {}, {}
     for name in cfg.codecs:

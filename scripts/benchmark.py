@@ -71,7 +71,7 @@ def main() -> None:
     print(f"  pixel decoding (tiled, perceptual):    {pixels_s:.3f} s")
     if not args.no_cli:
         with tempfile.TemporaryDirectory() as tmp:
-            dpc = [sys.executable, "-m", "codec.cli"]
+            dpc = [sys.executable, "-m", "dpc.cli"]
             for name, cmd in (
                 ("dpc compress", [*dpc, "compress", str(args.image), "-o", f"{tmp}/a.dpc", "-q", str(args.quality)]),
                 (

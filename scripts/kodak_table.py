@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codec import Codec, load_image  # noqa: E402
-from codec.api import PAD_MULTIPLE  # noqa: E402
 from codec.images import image_to_tensor, tensor_to_image  # noqa: E402
+from codec.options import PAD_MULTIPLE  # noqa: E402
 from eval.jpeg import jpeg_at_bpp  # noqa: E402
 from eval.metrics import bits_per_pixel, msssim, psnr  # noqa: E402
 

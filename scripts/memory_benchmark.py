@@ -64,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
 
     photos = sorted(args.dataset.glob("*.png"))
-    dpc = [sys.executable, "-m", "codec.cli"]
+    dpc = [sys.executable, "-m", "dpc.cli"]
     results = []
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores")
     print("| size | file bytes | bpp | tiling | decode wall s | peak RSS MiB |")

@@ -136,7 +136,7 @@ def main() -> None:
                     if oracle:
                         latent = true_latent
                     else:
-                        latent = codec.refine_latent(coarse, level, s, progress=steps_run.append)
+                        latent = codec.refine_latent(coarse, level, s, progress=count_steps(steps_run))
                     x = codec.decode_pixels(latent, level=header.level if texture else None)
                     x = x[..., : header.height, : header.width]
                     decoded = tensor_to_image(x)
@@ -205,6 +205,11 @@ def summary(csv_path: Path, levels=None) -> str:
     lines = ["| " + " | ".join(header[i] for i in keep) + " |", "|" + "---|" * len(keep)]
     lines += ["| " + " | ".join(row[i] for i in keep) + " |" for row in table]
     return "\n".join(lines)
+
+
+def count_steps(steps_run: list):
+    """A refine_latent progress hook that appends each sampling step it reports."""
+    return lambda _stage, done, _total: steps_run.append(done) if done else None
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from memory_benchmark import mosaic  # noqa: E402
 
 from codec import Codec  # noqa: E402
-from codec.api import DEFAULT_TILE  # noqa: E402
+from codec.options import DEFAULT_TILE  # noqa: E402
 from eval.metrics import psnr  # noqa: E402
 
 

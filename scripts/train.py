@@ -44,9 +44,10 @@ from pytorch_msssim import ms_ssim
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from codec.autoencoder import AutoencoderConfig, LatentAutoencoder  # noqa: E402
-from codec.compressor import CompressorConfig, HyperpriorCompressor  # noqa: E402
+from codec.entropy.compressor import CompressorConfig  # noqa: E402
+from codec.entropy.training import TrainableCompressor  # noqa: E402
 from codec.model_files import save_model  # noqa: E402
+from codec.models.autoencoder import AutoencoderConfig, LatentAutoencoder  # noqa: E402
 from scripts.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 
 # Rate-distortion trade-off per quality level (1 = lowest rate); loss = bpp + lambda * 255^2 * D.
@@ -337,9 +338,7 @@ def main() -> None:
         )
 
     ae = LatentAutoencoder(AutoencoderConfig()).to(args.device, memory_format=torch.channels_last)
-    comp = HyperpriorCompressor(CompressorConfig(levels=len(LAMBDAS))).to(
-        args.device, memory_format=torch.channels_last
-    )
+    comp = TrainableCompressor(CompressorConfig(levels=len(LAMBDAS))).to(args.device, memory_format=torch.channels_last)
     if args.compile:  # in place: parameter names (and so checkpoints and weights) stay the same
         ae.compile()
         for part in (comp.g_a, comp.g_s, comp.h_a, comp.h_s):

@@ -43,7 +43,7 @@ from pack_data import find_images, load_downscaled  # noqa: E402
 
 from codec import Codec  # noqa: E402
 from codec.model_files import load_decoder, save_decoder  # noqa: E402
-from codec.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig  # noqa: E402
+from codec.models.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig  # noqa: E402
 from eval.perceptual import DISTSMetric, LPIPSMetric  # noqa: E402
 
 QUALITIES = (-3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8)
@@ -73,7 +73,7 @@ def build_cache(train_dir: Path, cache: Path, qualities, seed: int = 0) -> dict:
         }
     codec = Codec.load()
     rng = np.random.default_rng(seed)
-    low, high = (level + 1 for level in codec.rate_levels)
+    low, high = codec.rates.span
     names, photos, qs, coarse = [], [], [], []
     t0 = time.time()
     paths = find_images(train_dir)

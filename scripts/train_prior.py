@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codec import Codec  # noqa: E402
 from codec.model_files import load_prior, save_prior  # noqa: E402
-from codec.prior import BETA_SCHEDULES, LatentPrior, PriorConfig  # noqa: E402
+from codec.models.prior import BETA_SCHEDULES, LatentPrior, PriorConfig  # noqa: E402
 
 
 def pack_images(pack: Path):

@@ -30,7 +30,7 @@ from train_prior import latent_cache, pack_images  # noqa: E402
 
 from codec import Codec  # noqa: E402
 from codec.model_files import load_prior, save_prior  # noqa: E402
-from codec.prior import texture_layers  # noqa: E402
+from codec.models.prior import texture_layers  # noqa: E402
 from eval.perceptual import LPIPSMetric  # noqa: E402
 
 

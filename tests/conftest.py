@@ -7,7 +7,7 @@ import pytest
 from helpers import make_smooth, make_textured
 from PIL import Image
 
-import codec.cli as cli_module
+import dpc.cli as cli_module
 from codec import Codec
 
 
@@ -42,7 +42,7 @@ class CliResult:
 
 @pytest.fixture
 def dpc(monkeypatch, capsys, codec):
-    """Run `dpc ARGS...` in-process via codec.cli.main; returns CliResult(exit code, stdout, stderr).
+    """Run `dpc ARGS...` in-process via dpc.cli.main; returns CliResult(exit code, stdout, stderr).
 
     The CLI loads the shipped weights on every call; here it reuses the session's
     Codec (the same weights) unless --weights is given, to keep the suite fast.

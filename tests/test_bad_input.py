@@ -330,7 +330,7 @@ def test_a_bad_quality_in_folder_mode_touches_no_file(dpc, tmp_path):
 def _run_dpc_process(*args, cwd):
     env = {k: v for k, v in os.environ.items() if k != "DPC_DEBUG"}  # as a user runs it: no tracebacks asked for
     return subprocess.run(
-        [sys.executable, "-m", "codec.cli", *map(str, args)],
+        [sys.executable, "-m", "dpc.cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -1,4 +1,4 @@
-"""Folder runs (codec/batch.py): --jobs N worker processes, Ctrl-C / SIGTERM and reruns that finish only
+"""Folder runs (dpc/batch.py): --jobs N worker processes, Ctrl-C / SIGTERM and reruns that finish only
 what is missing, --max-pixels, and a full disk or a read-only output folder."""
 
 import errno
@@ -17,8 +17,8 @@ import pytest
 from helpers import make_smooth, make_textured, tree
 from PIL import Image
 
-import codec.batch as batch_module
-import codec.cli as cli_module
+import dpc.batch as batch_module
+import dpc.cli as cli_module
 from bitstream import read_container
 from codec import ImageReadError, ImageTooLargeError, OutputWriteError
 
@@ -45,7 +45,7 @@ def _assert_all_decode(folder, codec):
 
 def _process(*args, cwd, **popen_args):
     env = {k: v for k, v in os.environ.items() if k != "DPC_DEBUG"}  # as a user runs it: no tracebacks asked for
-    cmd = [sys.executable, "-m", "codec.cli", *map(str, args)]
+    cmd = [sys.executable, "-m", "dpc.cli", *map(str, args)]
     return subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_args
     )
@@ -246,7 +246,7 @@ def test_a_full_disk_gives_one_line_per_file_and_leaves_nothing(tmp_path):
     (tmp_path / "out").mkdir()
     runs = [["compress", "pics/a.png", "-o", "out/a.dpc", "-q", "6"], ["compress", "pics", "-o", "out", "-q", "6"]]
     driver = (  # both runs in one process (one torch import), exit codes on stdout, stderr split by "--"
-        "import json, sys\nfrom codec.cli import main\n"
+        "import json, sys\nfrom dpc.cli import main\n"
         "for argv in json.loads(sys.argv[1]):\n"
         "    print(main(argv), flush=True)\n"
         "    print('--', file=sys.stderr, flush=True)\n"
@@ -316,7 +316,7 @@ def test_a_really_read_only_output_folder_under_jobs_2(tmp_path):
         pytest.skip("needs `unshare --mount` and bind mounts (root with CAP_SYS_ADMIN)")
     script = (
         f'mount --bind "{out}" "{out}" && mount -o remount,bind,ro "{out}" && '
-        f'exec "{sys.executable}" -m codec.cli compress "{pics}" -o "{out}" --jobs 2'
+        f'exec "{sys.executable}" -m dpc.cli compress "{pics}" -o "{out}" --jobs 2'
     )
     proc = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],

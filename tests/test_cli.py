@@ -1,4 +1,4 @@
-"""The `dpc` command line end to end (codec/cli.py): compress -> decompress -> info, default
+"""The `dpc` command line end to end (dpc/cli.py): compress -> decompress -> info, default
 output names, --force, folder mode, and atomic writes."""
 
 import errno
@@ -267,3 +267,23 @@ def test_an_unknown_sampler_is_a_usage_error(dpc, photo, capsys):
     with pytest.raises(SystemExit) as exc:
         dpc("decompress", photo, "--sampler", "euler")
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_a_single_file_on_a_terminal_shows_its_stages_and_quiet_turns_them_off(dpc, photo, monkeypatch):
+    import sys
+
+    assert dpc("compress", photo, "-q", "1").code == 0
+    src = photo.with_suffix(".dpc")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # pytest's capture stands in for a terminal
+    shown = dpc("decompress", src, "--tile", "128", "--steps", "2", "--force")
+    assert shown.code == 0
+    # one line rewritten in place (\r), through every stage, the tiles counted, and cleared at the end
+    assert "\r" in shown.err and "\n" not in shown.err
+    for stage in ("entropy", "refine 2/2 steps", "pixels"):
+        assert f"decompress {src.name}: {stage}" in shown.err, shown.err
+    assert re.search(r"pixels \d+/\d+ tiles", shown.err)
+    assert shown.err.endswith("\r")
+    quiet = dpc("decompress", src, "--quiet", "--force")
+    assert quiet.code == 0 and quiet.err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert dpc("decompress", src, "--force").err == ""  # a log file or a pipe gets no progress

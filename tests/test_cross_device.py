@@ -54,7 +54,7 @@ def test_the_decoded_latent_is_symbols_plus_snapped_means_exactly(codec, images)
 
 def test_a_decoder_with_float32_entropy_parameters_decodes_exactly_or_refuses(codec, images):
     float32 = Codec(codec.bundle)
-    float32._entropy_parameters = copy.deepcopy(codec.bundle.compressor).to("cpu", torch.float32)
+    float32.entropy.entropy_parameters = copy.deepcopy(codec.bundle.compressor).to("cpu", torch.float32)
     outcomes = {_decodes_exactly_or_is_refused(codec, float32, im, q) for im in images for q in codec.qualities}
     assert outcomes <= {"exact", "refused"}
 
@@ -62,7 +62,7 @@ def test_a_decoder_with_float32_entropy_parameters_decodes_exactly_or_refuses(co
 @pytest.mark.parametrize("ulps", [1, 4])
 def test_perturbing_the_hyper_synthesis_by_a_few_ulp_never_gives_silently_wrong_symbols(codec, images, ulps):
     perturbed = Codec(codec.bundle)
-    model = perturbed._entropy_parameters
+    model = perturbed.entropy.entropy_parameters
     real_h_s = model.h_s
 
     class Nudged(torch.nn.Module):

@@ -27,17 +27,17 @@ SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[Healt
 
 
 def tables_of(codec, which):
-    return codec.compressor.y_tables() if which == "y" else codec.compressor.z_tables()
+    return codec.entropy.compressor.y_tables() if which == "y" else codec.entropy.compressor.z_tables()
 
 
 @pytest.fixture(scope="module")
 def y_tables(codec):
-    return codec.compressor.y_tables()
+    return codec.entropy.compressor.y_tables()
 
 
 @pytest.fixture(scope="module")
 def z_tables(codec):
-    return codec.compressor.z_tables()
+    return codec.entropy.compressor.z_tables()
 
 
 def _round_trip(symbols, indexes, tables):
@@ -112,8 +112,8 @@ def test_real_latents_round_trip_through_the_entropy_coder(codec, textured_image
     import torch
 
     symbols = codec.analyse(textured_image, 6)
-    params = codec.compressor.hyper_params(torch.from_numpy(symbols.z), 5)
-    _round_trip(symbols.y, params.indexes.numpy(), codec.compressor.y_tables())
+    params = codec.entropy.compressor.hyper_params(torch.from_numpy(symbols.z), 5)
+    _round_trip(symbols.y, params.indexes.numpy(), codec.entropy.compressor.y_tables())
 
 
 def test_symbol_count_mismatch_is_refused_at_encode_time(y_tables):

@@ -8,7 +8,7 @@ from helpers import make_smooth, make_textured
 
 import eval.distribution
 from codec import Codec, CodecError
-from codec.cli import main as dpc_main
+from dpc.cli import main as dpc_main
 from eval.report import bd_pair
 from eval.runner import EvalConfig, run_eval
 

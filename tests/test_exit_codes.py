@@ -13,7 +13,7 @@ import pytest
 from helpers import make_smooth, short_png, tree
 from test_bad_input import desync_file, other_weights_file, version_file
 
-import codec.batch as batch_module
+import dpc.batch as batch_module
 from codec import CodecError
 from codec.exit_codes import EXIT_CODES
 
@@ -123,7 +123,7 @@ def test_the_exit_code_table_is_in_the_readme():
 
 def _dpc_command() -> list[str]:
     script = Path(sys.executable).with_name("dpc")  # the console script, as a user runs it
-    return [str(script)] if script.exists() else [sys.executable, "-m", "codec.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "dpc.cli"]
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])

@@ -1,11 +1,11 @@
 """Fuzzing: whatever bytes it is given, the decoder ends in an image or a CodecError, quickly.
 
-The mutations, seeds and outcome classification live in scripts/fuzz.py (its long
-run, 100k cases, is described in docs/reliability.md). Here: a short run of the same
-cases, checks that the harness itself reports failures, and hypothesis properties.
+The seeds live in scripts/fuzz_seeds.py, the mutations in scripts/fuzz_mutators.py, and
+the runner and outcome classification in scripts/fuzz.py (its long run, 100k cases, is
+described in docs/reliability.md). Here: a short run of the same cases, checks that the
+harness itself reports failures, and hypothesis properties.
 """
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -21,17 +21,11 @@ from bitstream import BitstreamLimits
 from codec import BitstreamError, Codec, CodecError, ImageTooLargeError
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))  # the fuzzer's modules, as scripts/fuzz.py finds them
 
-
-def _load_fuzz_script():
-    spec = importlib.util.spec_from_file_location("fuzz", REPO / "scripts" / "fuzz.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz_script()
+import fuzz  # noqa: E402
+import fuzz_mutators  # noqa: E402
+import fuzz_seeds  # noqa: E402
 
 SHORT_RUN_CASES = 1000
 FUZZ_SEED = 20240601  # not the long run's seed 0: the suite adds different cases
@@ -49,12 +43,12 @@ def fuzz_codec(codec) -> Codec:
 
 @pytest.fixture(scope="module")
 def seeds(fuzz_codec) -> list:
-    return fuzz.make_seeds(fuzz_codec)
+    return fuzz_seeds.make_seeds(fuzz_codec)
 
 
 @pytest.fixture(scope="module")
 def maker(fuzz_codec, seeds):
-    return fuzz.CaseMaker(fuzz_codec, seeds)
+    return fuzz_mutators.CaseMaker(fuzz_codec, seeds)
 
 
 def assert_image_or_codec_error(codec: Codec, data: bytes) -> None:
@@ -72,7 +66,7 @@ def assert_image_or_codec_error(codec: Codec, data: bytes) -> None:
 def test_seed_files_are_real_files_of_every_size_and_quality(fuzz_codec, seeds):
     sizes = {(s.header.width, s.header.height) for s in seeds}
     qualities = {s.header.quality for s in seeds if not s.header.rate_offset}
-    assert sizes == set(fuzz.SEED_SIZES)
+    assert sizes == set(fuzz_seeds.SEED_SIZES)
     assert {min(fuzz_codec.qualities), max(fuzz_codec.qualities)} <= qualities and len(qualities) == 3
     offsets = {s.header.rate_offset for s in seeds if s.header.version == 3}
     assert {-128, 64} <= offsets  # the ends of the continuous scale (qualities -3 and 8)
@@ -84,14 +78,14 @@ def test_seed_files_are_real_files_of_every_size_and_quality(fuzz_codec, seeds):
 def test_the_raw_writer_reproduces_real_files_byte_for_byte(seeds):
     """Header mutations are written by RawFields.build; unchanged fields must give the original file."""
     for s in seeds:
-        assert fuzz.RawFields.of(s.data).build() == s.data
+        assert fuzz_seeds.RawFields.of(s.data).build() == s.data
 
 
 def test_the_raw_writer_can_forge_what_the_container_writer_refuses(seeds):
-    f = fuzz.RawFields.of(seeds[0].data)
+    f = fuzz_seeds.RawFields.of(seeds[0].data)
     f.width, f.quality, f.hints, f.hints_flag, f.width_pad = 1 << 28, 0, b"", True, 4
     data = f.build()
-    assert data[:2] == b"DP" and fuzz.fix_crc(data) == data
+    assert data[:2] == b"DP" and fuzz_seeds.fix_crc(data) == data
     assert f.build(crc=False) != data
 
 
@@ -102,7 +96,7 @@ def test_cases_are_a_function_of_seed_and_index(maker):
 
 def test_every_mutator_can_be_drawn_and_changes_the_file(maker, seeds):
     originals = {s.data for s in seeds}
-    for name in fuzz.MUTATOR_WEIGHTS:
+    for name in fuzz_mutators.MUTATOR_WEIGHTS:
         made = [maker.case(0, i, mutator=name) for i in range(20)]
         assert all(c.mutator == name for c in made)
         assert sum(c.data not in originals for c in made) >= 15, name
@@ -162,7 +156,7 @@ def test_a_short_fuzz_run_ends_every_case_in_an_image_or_a_codec_error(fuzz_code
     assert summary.cases == SHORT_RUN_CASES
     codec_errors = {cls.__name__ for cls in _subclasses(CodecError)}
     assert set(summary.outcomes) <= codec_errors | {"decoded"}
-    assert set(summary.by_mutator) == set(fuzz.MUTATOR_WEIGHTS)
+    assert set(summary.by_mutator) == set(fuzz_mutators.MUTATOR_WEIGHTS)
     # The mutations reach deep: most get past the CRC, many into the entropy decoder, some decode.
     past_crc = summary.cases - sum(summary.stages[s] for s in ("magic", "version", "length", "crc"))
     assert past_crc > 0.5 * summary.cases
@@ -182,7 +176,7 @@ FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @settings(FAST, max_examples=150)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_with_a_valid_crc_end_in_an_image_or_a_codec_error(fuzz_codec, body):
-    assert_image_or_codec_error(fuzz_codec, fuzz.fix_crc(b"DP\x01" + body))
+    assert_image_or_codec_error(fuzz_codec, fuzz_seeds.fix_crc(b"DP\x01" + body))
 
 
 @settings(FAST, max_examples=150)
@@ -198,7 +192,7 @@ def test_a_real_file_with_arbitrary_byte_edits_and_a_recomputed_crc_ends_in_an_i
     for pos, value in edits:
         data[pos % len(data)] = value
     data = bytes(data[: len(data) - cut])
-    assert_image_or_codec_error(fuzz_codec, fuzz.fix_crc(data))
+    assert_image_or_codec_error(fuzz_codec, fuzz_seeds.fix_crc(data))
 
 
 @settings(FAST, max_examples=100)
@@ -211,7 +205,7 @@ def test_a_real_file_with_arbitrary_byte_edits_and_a_recomputed_crc_ends_in_an_i
 def test_any_header_ends_in_an_image_or_a_codec_error_and_oversize_claims_are_too_large(
     fuzz_codec, seeds, width, height, quality, hints
 ):
-    f = fuzz.RawFields.of(seeds[4].data)
+    f = fuzz_seeds.RawFields.of(seeds[4].data)
     f.width, f.height, f.quality, f.hints = width, height, quality, hints
     data = f.build()
     limits = fuzz_codec.limits
@@ -240,6 +234,6 @@ def test_any_symbols_entropy_coded_with_their_check_decode_to_an_image_of_the_he
     for which, pos, value in edits:
         flat = symbols[which].reshape(-1)
         flat[pos % flat.size] = value
-    data = fuzz.encode_file(fuzz_codec, s.header, symbols["z"], symbols["y"])
+    data = fuzz_seeds.encode_file(fuzz_codec, s.header, symbols["z"], symbols["y"])
     image = fuzz_codec.decompress(data)
     assert image.size == (s.header.width, s.header.height) and image.mode == "RGB"

@@ -1,4 +1,4 @@
-"""Outputs never cost the user a file (codec/files.py, codec/batch.py): --force never writes over an
+"""Outputs never cost the user a file (dpc/files.py, dpc/batch.py): --force never writes over an
 input of the same run, nor over anything but a regular file or a symlink, and an output folder that
 cannot be written fails the run before any encoding. Folder mode says what it skipped, and why."""
 
@@ -9,7 +9,7 @@ import pytest
 from helpers import make_smooth, tree
 
 import codec.api as api_module
-import codec.files as files_module
+import dpc.files as files_module
 from codec import BitstreamError, NoInputsError, OutputWriteError, UnsafeOutputError
 
 

@@ -1,4 +1,4 @@
-"""The perceptual pixel decoder (codec/perceptual_decoder.py) and the two ends of one file:
+"""The perceptual pixel decoder (codec/models/perceptual_decoder.py) and the two ends of one file:
 the default (perceptual) decode and `fidelity` (the autoencoder's MSE decoder, no refinement)."""
 
 from dataclasses import replace
@@ -12,7 +12,7 @@ from bitstream import Container, RefineSettings, read_container, write_container
 from codec import Codec, CodecError, ModelFileError
 from codec.images import tensor_to_image
 from codec.model_files import DEFAULT_DECODER_WEIGHTS, DEFAULT_WEIGHTS, load_decoder, save_decoder
-from codec.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
+from codec.models.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
 
 
 def pixels(image) -> np.ndarray:

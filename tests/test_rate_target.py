@@ -84,11 +84,15 @@ def test_bad_targets_are_refused(codec, image, target):
         codec.compress_to_bpp(image, target)
 
 
-def test_cli_bpp(dpc, tmp_path, image):
+def test_cli_bpp(dpc, tmp_path, image, codec):
     src = tmp_path / "a.png"
     image.save(src)
     assert dpc("compress", src, "--bpp", "0.3").code == 0
     assert "quality:" in dpc("info", tmp_path / "a.dpc").out
+    # the target reaches the encoder: the file is the one compress_to_bpp picks, not quality 3's
+    assert (tmp_path / "a.dpc").read_bytes() == codec.compress_to_bpp(image, 0.3)[0]
+    assert dpc("compress", src, "--bpp", "0.05", "-o", tmp_path / "low.dpc").code == 0
+    assert (tmp_path / "low.dpc").stat().st_size < (tmp_path / "a.dpc").stat().st_size
     assert dpc("compress", src, "-q", "2.25", "-o", tmp_path / "h.dpc").code == 0
     assert "quality:         2.25 (nearest trained level 2, offset 8/32)" in dpc("info", tmp_path / "h.dpc").out
     for bad in (["--bpp", "0.3", "-q", "2"], ["--bpp", "0"], ["--bpp", "nan"]):

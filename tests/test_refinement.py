@@ -13,9 +13,9 @@ from helpers import make_smooth, make_textured, psnr
 
 from bitstream import Container, RefineSettings, read_container, write_container
 from codec import Codec, CodecError, ModelFileError
-from codec.images import tensor_to_image
+from codec.images import image_to_tensor, tensor_to_image
 from codec.model_files import DEFAULT_WEIGHTS, load_prior, read_prior_config, save_prior
-from codec.prior import LatentPrior, PriorConfig
+from codec.models.prior import LatentPrior, PriorConfig
 from codec.sampling import refine
 from codec.tiling import tile_map, tile_starts
 
@@ -92,7 +92,7 @@ def test_steps_0_is_exactly_the_perceptual_decoder_on_the_coarse_latent(tiny, ph
 
 
 def test_guidance_runs_both_passes_as_one_batch_per_step(tiny, photo_dpc, monkeypatch):
-    prior = tiny.prior
+    prior = tiny.refiner.prior
     batches = []
     real = LatentPrior.forward
 
@@ -112,10 +112,10 @@ def test_guidance_runs_both_passes_as_one_batch_per_step(tiny, photo_dpc, monkey
 def test_early_exit_stops_once_steps_change_little_and_start_shortens_the_path(tiny, photo_dpc):
     _, coarse = tiny.decode_latent(photo_dpc)
     ran = []
-    refine(tiny.prior, coarse, 0, RefineSettings(steps=20, early_exit=0.255), progress=ran.append)
+    refine(tiny.refiner.prior, coarse, 0, RefineSettings(steps=20, early_exit=0.255), progress=ran.append)
     assert 2 <= len(ran) < 20
-    full = refine(tiny.prior, coarse, 0, RefineSettings(steps=4))
-    part = refine(tiny.prior, coarse, 0, RefineSettings(steps=4, start=0.3))
+    full = refine(tiny.refiner.prior, coarse, 0, RefineSettings(steps=4))
+    part = refine(tiny.refiner.prior, coarse, 0, RefineSettings(steps=4, start=0.3))
     # Starting lower in the schedule injects less noise: the result stays nearer the coarse latent.
     assert (part - coarse).abs().mean() < (full - coarse).abs().mean()
 
@@ -164,11 +164,10 @@ def test_tiled_and_untiled_pixel_decoding_agree_on_a_small_image_with_a_small_ti
 def test_large_inputs_are_encoded_in_tiles_that_agree_with_an_untiled_encoder(codec, monkeypatch):
     import codec.api as api
 
-    image = make_textured(320, 256)
-    x = codec._padded(image)
-    whole = codec.autoencoder.encode(x)
+    image = make_textured(320, 256)  # a multiple of 64: no padding
+    whole = codec.autoencoder.encode(image_to_tensor(image))
     monkeypatch.setattr(api, "ENCODE_TILE", 128)
-    tiled = codec._encode(x)
+    tiled = codec.encode(image)
     assert (tiled - whole).abs().max() < 1e-4
 
 

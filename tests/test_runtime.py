@@ -12,7 +12,7 @@ import torch
 from helpers import make_textured, psnr
 from torch import nn
 
-import codec.cli as cli_module
+import dpc.cli as cli_module
 from codec import Codec, CodecError, ModelFileError
 from codec.quantization import DEFAULT_INT8_TABLE, QuantizedLayer, calibrate, load_table, quantize, save_table
 from codec.runtime import RunOptions, on_device
@@ -61,7 +61,7 @@ def test_int8_decodes_close_to_fp32_with_quantized_convolutions(photo_file, fp32
     for steps in (None, 0):
         assert psnr(c.decompress(photo_file, steps=steps), fp32_outputs[steps]) > 35
     for name in ("prior", "perceptual", "plain"):
-        module = c._runner(name).module
+        module = c.runner(name).module
         quantized = [m for m in module.modules() if isinstance(m, torch.ao.nn.quantized.Conv2d)]
         floats = [m for m in module.modules() if type(m) is nn.Conv2d]
         assert len(quantized) > len(floats) >= 1, name  # most convolutions are INT8, a few kept fp32
@@ -78,7 +78,7 @@ def test_the_shipped_int8_table_belongs_to_the_shipped_weights(codec):
 
 def test_an_int8_table_for_other_weights_is_refused(codec, tmp_path, photo_file):
     from codec.model_files import save_prior
-    from codec.prior import LatentPrior, PriorConfig
+    from codec.models.prior import LatentPrior, PriorConfig
 
     torch.manual_seed(0)
     other = tmp_path / "other-prior.safetensors"
@@ -146,7 +146,7 @@ def test_offload_moves_a_model_to_the_device_for_its_stage_only():
 def test_offload_on_a_gpu_keeps_models_on_the_cpu_between_stages(photo_file, fp32_outputs):
     c = Codec.load(device="cuda", offload=True)
     assert psnr(c.decompress(photo_file), fp32_outputs[None]) > 35
-    assert all(p.device.type == "cpu" for p in c._runner("prior").parameters())
+    assert all(p.device.type == "cpu" for p in c.runner("prior").parameters())
 
 
 # -- option checks ------------------------------------------------------------------------------

@@ -22,24 +22,23 @@ integer CDF tables (one per channel), y with the GaussianConditional's integer
 CDF tables, picked by an index into a fixed scale table. Only that index is
 derived from floats, by the same function on the encoder and the decoder; the
 container's symbol check turns any disagreement into an error.
+
+This module is the coding side only and imports no CompressAI (whose import costs
+seconds): the two entropy models hold just what coding needs, the integer tables,
+z's medians and y's scale grid, under CompressAI's state-dict names, so a weight
+file trained with CompressAI's models (codec/entropy/training.py) loads as it is.
 """
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-with warnings.catch_warnings():
-    # compressai scripts a helper at import time, which newer torch reports on every run.
-    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
-    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-
 from bitstream.entropy_coding import CdfTables
 
-from .layers import ResBlock, Upsample2x, conv3x3
+from ..models.layers import ResBlock, Upsample2x, conv3x3
 
 # CompressAI's default: 64 scales from 0.11 to 256, log-spaced.
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
@@ -64,11 +63,6 @@ def scale_table() -> list[float]:
     return torch.exp(torch.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS)).tolist()
 
 
-def ste_round(x: Tensor) -> Tensor:
-    """Round in the forward pass, identity gradient in the backward pass."""
-    return x + (torch.round(x) - x).detach()
-
-
 @dataclass
 class HyperParams:
     """Entropy parameters of y for one image, all (1, M, h, w) in the gained domain."""
@@ -83,7 +77,54 @@ class HyperParams:
         return self.indexes.cpu().numpy(), grid.to(torch.int32).cpu().numpy()
 
 
+class TableBuffers(nn.Module):
+    """The integer CDF tables of one entropy model, under CompressAI's buffer names."""
+
+    def __init__(self):
+        super().__init__()
+        for name in ("_quantized_cdf", "_offset", "_cdf_length"):
+            self.register_buffer(name, torch.zeros(0, dtype=torch.int32))
+
+
+class ZModel(TableBuffers):
+    """z's factorized model, as coding uses it: tables and quantiles (CompressAI's EntropyBottleneck)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("quantiles", torch.zeros(channels, 1, 3))
+
+
+class LowerBound(nn.Module):
+    def __init__(self, bound: float):
+        super().__init__()
+        self.register_buffer("bound", torch.Tensor([float(bound)]))
+
+
+class YModel(TableBuffers):
+    """y's Gaussian model, as coding uses it: tables and the scale grid (CompressAI's GaussianConditional)."""
+
+    def __init__(self, scales: list[float]):
+        super().__init__()
+        self.register_buffer("scale_table", torch.Tensor(scales))
+        self.lower_bound_scale = LowerBound(scales[0])
+
+    def build_indexes(self, scales: Tensor) -> Tensor:
+        """Scales -> int32 index of the first grid scale >= them (GaussianConditional.build_indexes)."""
+        scales = torch.max(scales, self.lower_bound_scale.bound)
+        indexes = scales.new_full(scales.size(), len(self.scale_table) - 1).int()
+        for s in self.scale_table[:-1]:
+            indexes -= (scales <= s).int()
+        return indexes
+
+
+def medians(entropy_bottleneck: nn.Module) -> Tensor:
+    """z's per-channel medians (Z,1,1), the centre z symbols are rounded about."""
+    return entropy_bottleneck.quantiles[:, :, 1:2]
+
+
 class HyperpriorCompressor(nn.Module):
+    """The compressor's networks and gains plus the entropy models' coding state (no training losses)."""
+
     def __init__(self, cfg: CompressorConfig = CompressorConfig()):
         super().__init__()
         self.cfg = cfg
@@ -110,36 +151,14 @@ class HyperpriorCompressor(nn.Module):
         steps = torch.arange(cfg.levels, dtype=torch.float32) - (cfg.levels - 1)
         self.log_gain_y = nn.Parameter((steps * 0.45)[:, None].repeat(1, m))
         self.log_gain_z = nn.Parameter((steps * 0.2)[:, None].repeat(1, z))
-        self.entropy_bottleneck = EntropyBottleneck(z)
-        self.gaussian_conditional = GaussianConditional(scale_table())
-
-    # -- training ----------------------------------------------------------------
-    def forward(self, latent: Tensor, levels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """latent (B,C,h,w), levels (B,) long in [0, L) -> latent_hat, y and z likelihoods.
-
-        Rate = -sum(log2(likelihoods)) in bits. y's likelihoods use additive
-        uniform noise; latent_hat uses straight-through rounding (mixed quantisation).
-        """
-        gain_y = self.log_gain_y[levels].exp()[:, :, None, None]
-        gain_z = self.log_gain_z[levels].exp()[:, :, None, None]
-        y = self.g_a(latent)
-        z_g_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(y) * gain_z)
-        means, scales = self._raw_params(z_g_hat / gain_z, gain_y)
-        y_g = y * gain_y
-        _, y_likelihoods = self.gaussian_conditional(y_g, scales, means=means)
-        y_g_hat = ste_round(y_g - means) + means
-        return self.g_s(y_g_hat / gain_y), y_likelihoods, z_likelihoods
+        self.entropy_bottleneck = ZModel(z)
+        self.gaussian_conditional = YModel(scale_table())
 
     def _raw_params(self, z_hat: Tensor, gain_y: Tensor) -> tuple[Tensor, Tensor]:
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
         return means * gain_y, F.softplus(scales) * gain_y
 
     # -- coding (inference) ---------------------------------------------------------
-    def prepare_tables(self) -> None:
-        """Compute the integer CDF tables from the (final, rounded) weights."""
-        self.entropy_bottleneck.update(force=True)
-        self.gaussian_conditional.update_scale_table(scale_table(), force=True)
-
     def gains(self, level: float) -> tuple[Tensor, Tensor]:
         """Gain vectors (1,M,1,1) and (1,Z,1,1) at a 0-based level.
 
@@ -162,15 +181,15 @@ class HyperpriorCompressor(nn.Module):
         """Encoder side: latent (1,C,h,w) -> (y (1,M,h/2,w/2), z_symbols (1,Z,h/8,w/8) int32)."""
         y = self.g_a(latent)
         gain_z = self.gains(level)[1]
-        medians = self.entropy_bottleneck._get_medians()  # (Z,1,1)
-        z_symbols = torch.round(self.h_a(y) * gain_z - medians).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+        medians_z = medians(self.entropy_bottleneck)  # (Z,1,1)
+        z_symbols = torch.round(self.h_a(y) * gain_z - medians_z).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
         return y, z_symbols.to(torch.int32)
 
     def hyper_params(self, z_symbols: Tensor, level: float) -> HyperParams:
         """Both sides: z_symbols (1,Z,h,w) int32 -> y's entropy parameters and table indexes."""
         gain_y, gain_z = self.gains(level)
-        medians = self.entropy_bottleneck._get_medians()
-        z_hat = (z_symbols.to(medians.dtype) + medians) / gain_z
+        medians_z = medians(self.entropy_bottleneck)
+        z_hat = (z_symbols.to(medians_z.dtype) + medians_z) / gain_z
         means, scales = self._raw_params(z_hat, gain_y)
         # A crafted file can push h_s to inf/nan; keep the arithmetic finite.
         means = torch.nan_to_num(means, nan=0.0, posinf=0.0, neginf=0.0).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
@@ -201,8 +220,9 @@ class HyperpriorCompressor(nn.Module):
         return y_symbols.to(torch.float64).cpu() + params.means.to(torch.float64).cpu()
 
     def z_tables(self) -> CdfTables:
-        eb = self.entropy_bottleneck
-        return CdfTables.from_buffers(eb._quantized_cdf, eb._cdf_length, eb._offset)
+        return CdfTables.from_buffers(
+            self.entropy_bottleneck._quantized_cdf, self.entropy_bottleneck._cdf_length, self.entropy_bottleneck._offset
+        )
 
     def y_tables(self) -> CdfTables:
         gc = self.gaussian_conditional

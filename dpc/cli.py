@@ -15,12 +15,12 @@ compress and decompress also take the deployment options of codec/runtime.py:
 IN may be a folder: then -o names an output folder (default: IN itself) and
 files keep their stem (a.png -> OUT/a.dpc -> OUT2/a.png), with a progress bar,
 --jobs N worker processes, and outputs that already exist skipped unless
---force, so a rerun finishes what an interrupted run left (codec/batch.py).
+--force, so a rerun finishes what an interrupted run left (dpc/batch.py).
 Bad input ends in a one-line message on stderr and a non-zero exit code
 (CodecError.exit_code; codec/exit_codes.py has the table `dpc --help` prints).
 Folder mode says what it left out ("3 files skipped: not images"); outputs are
 checked (an input of the run, a FIFO or a device, an unwritable folder) before
-any image is encoded (codec/files.py).
+any image is encoded (dpc/files.py).
 """
 
 import argparse
@@ -31,12 +31,7 @@ import sys
 import threading
 from pathlib import Path
 
-# Only light modules here (no numpy, torch or PIL): `dpc` (codec/entry.py, or main() here) sets
-# its signal handling before anything slow is imported, so Ctrl-C in the first seconds ends as later.
-from .batch import Task, read_bytes, run
-from .entry import Terminated
-from .entry import on_sigterm as _on_sigterm
-from .errors import (
+from codec.errors import (
     BitstreamError,
     CodecError,
     ImageReadError,
@@ -45,9 +40,14 @@ from .errors import (
     OutputWriteError,
     UnsafeOutputError,
 )
-from .exit_codes import EXIT_CODES
+from codec.exit_codes import EXIT_CODES
+from codec.options import DEFAULT_TILE, check_tile
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+# Only light modules here (no numpy, torch or PIL): `dpc` (dpc/entry.py, or main() here) sets
+# its signal handling before anything slow is imported, so Ctrl-C in the first seconds ends as later.
+from .batch import Task, read_bytes, run
+from .entry import Terminated
+from .entry import on_sigterm as _on_sigterm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     _common(d)
     _refine_options(d, "refinement (default: what the file's header records)")
     d.add_argument(
-        "--tile", type=int, default=512, metavar="T", help="decode pixels in tiles of T px (multiple of 64; 0 = off)"
+        "--tile",
+        type=int,
+        default=DEFAULT_TILE,
+        metavar="T",
+        help="decode pixels in tiles of T px (multiple of 64; 0 = off)",
     )
     d.add_argument(
         "--fidelity",
@@ -150,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    from .runtime import ATTENTION, DTYPES
+    from codec.options import ATTENTION, DTYPES
 
     g = p.add_argument_group("deployment", "how the models run (docs/performance.md: what to pick on which machine)")
     g.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
@@ -170,8 +174,11 @@ def _run_option_values(args) -> dict:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from .images import DEFAULT_MAX_PIXELS
+    from bitstream.container import MAX_PIXELS as DEFAULT_MAX_PIXELS
 
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress on the terminal (errors and summaries still print)"
+    )
     p.add_argument(
         "-f", "--force", action="store_true", help="overwrite existing outputs (folder mode: else they are skipped)"
     )
@@ -252,13 +259,14 @@ def _positive_float(text: str) -> float:
 
 # -- commands ----------------------------------------------------------------------------
 def _compress(args) -> int:
-    from .api import DEFAULT_QUALITY
+    from codec.rate import DEFAULT_QUALITY
 
     quality = DEFAULT_QUALITY if args.quality is None else args.quality
     codec = _load_codec(args)
-    codec.rate_point(quality)  # reject bad options before touching any file
     refine = _refine_overrides(args)
-    codec.default_refine(quality).with_overrides(**refine)
+    codec.default_refine(quality).with_overrides(**refine)  # bad options fail before any file is touched
+    from codec.images import IMAGE_SUFFIXES
+
     jobs = _jobs(args.input, args.output, IMAGE_SUFFIXES, ".dpc")
     task = Task(
         "compress",
@@ -267,9 +275,10 @@ def _compress(args) -> int:
         args.weights,
         args.max_pixels,
         refine,
-        0,
-        args.prior_weights,
-        _run_option_values(args),
+        prior_weights=args.prior_weights,
+        run_options=_run_option_values(args),
+        bpp=args.bpp,
+        quiet=args.quiet,
     )
     return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
 
@@ -281,7 +290,7 @@ def _decompress(args) -> int:
         raise InvalidOptionError(
             f"--fidelity decodes without refinement; drop --{' --'.join(refine).replace('_', '-')}"
         )
-    codec.check_tile(args.tile)
+    check_tile(args.tile)
     jobs = _jobs(args.input, args.output, {".dpc"}, ".png")
     task = Task(
         "decompress",
@@ -290,11 +299,12 @@ def _decompress(args) -> int:
         args.weights,
         args.max_pixels,
         refine,
-        args.tile,
-        args.prior_weights,
-        _run_option_values(args),
+        tile=args.tile,
+        prior_weights=args.prior_weights,
+        run_options=_run_option_values(args),
         fidelity=args.fidelity,
         decoder_weights=args.decoder_weights,
+        quiet=args.quiet,
     )
     return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
 
@@ -328,7 +338,7 @@ def _info(args) -> int:
 
 # -- helpers -----------------------------------------------------------------------------
 def _load_codec(args):
-    from .api import Codec
+    from codec.api import Codec
 
     codec = Codec.load(
         args.weights,

@@ -1,9 +1,9 @@
-"""The `dpc` console script: signal handling first, the command line (codec/cli.py) after.
+"""The `dpc` console script: signal handling first, the command line (dpc/cli.py) after.
 
 Importing the CLI's commands costs seconds (torch, diffusers), and a Ctrl-C or a SIGTERM in
 that time must end like one later: in one line and exit code 130 / 143, not in a traceback
 or a silent death. So this module imports nothing but `signal` and `sys` before it sets the
-SIGTERM handler (SIGINT is Python's KeyboardInterrupt from the start); codec/cli.py then
+SIGTERM handler (SIGINT is Python's KeyboardInterrupt from the start); dpc/cli.py then
 keeps them for the run. Only the interpreter's own start-up (about 0.1 s) comes before.
 """
 

@@ -4,7 +4,7 @@
 - Folder mode: an output that already exists is skipped (not overwritten, not a failure) unless --force,
   so a rerun after Ctrl-C, `kill` or a crash finishes only what is missing.
 - Before any encoding: an output that is an input of the run or not a regular file (a FIFO, a device),
-  and a folder that cannot be written, fail their files at once (codec/files.py: check_output).
+  and a folder that cannot be written, fail their files at once (dpc/files.py: check_output).
 - Workers start with "forkserver" (or "spawn" where there is none), never "fork": torch and its threads
   do not survive a fork. Each loads the Codec once and uses cpu_count // N torch threads.
 - Ctrl-C (SIGINT) or SIGTERM: the workers are stopped (SIGTERM, on which they unwind so write_atomic
@@ -25,8 +25,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from .errors import BitstreamError, CodecError, OutputWriteError
+from codec.errors import BitstreamError, CodecError, OutputWriteError
+from codec.options import DEFAULT_TILE
+
 from .files import InputSet, check_output, check_writable, remove_temp_files, unwritable_reason, write_atomic
+from .progress import StageLine
 
 INTERNAL_ERROR = 70  # as the CLI's exit code for a bug
 
@@ -36,17 +39,18 @@ class Task:
     """What to do with each pair; picklable, sent once to every worker."""
 
     verb: str  # "compress" or "decompress"
-    quality: int
+    quality: float  # on the continuous scale (codec/rate.py)
     force: bool
     weights: Path | None
     max_pixels: int
     refine: dict = field(default_factory=dict)  # RefineSettings overrides (None = file's/level's default)
-    tile: int = 512  # decompress: pixel-decoding tile side (0 = off)
+    tile: int = DEFAULT_TILE  # decompress: pixel-decoding tile side (0 = off)
     prior_weights: Path | None = None
     run_options: dict = field(default_factory=dict)  # Codec.load keywords: device, dtype, int8, ...
     bpp: float | None = None  # compress: the level whose file is nearest this rate, per image
     fidelity: bool = False  # decompress: the MSE decoder, no refinement
     decoder_weights: Path | None = None  # decompress: perceptual-decoder weights (None = shipped)
+    quiet: bool = False  # no stage progress for a single file on a terminal
 
 
 def read_bytes(path: Path) -> bytes:
@@ -61,11 +65,13 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def process(codec, task: Task, src: Path, dst: Path) -> None:
-    """Compress or decompress one file; CodecError on bad input or a failed write."""
+def process(codec, task: Task, src: Path, dst: Path, progress=None) -> None:
+    """Compress or decompress one file; CodecError on bad input or a failed write.
+
+    `progress(stage, done, total)`: the decode's stages as they advance (Codec.decompress)."""
     check_output(dst, (src,), task.force)  # before the work, which write_atomic then does not waste
     if task.verb == "compress":
-        from .images import load_image
+        from codec.images import load_image
 
         image = load_image(src, task.max_pixels)
         if task.bpp is not None:
@@ -75,7 +81,9 @@ def process(codec, task: Task, src: Path, dst: Path) -> None:
             data = codec.compress(image, task.quality, refine)
     else:
         buf = io.BytesIO()
-        codec.decompress(read_bytes(src), tile=task.tile, fidelity=task.fidelity, **task.refine).save(buf, "PNG")
+        data = read_bytes(src)
+        image = codec.decompress(data, tile=task.tile, fidelity=task.fidelity, progress=progress, **task.refine)
+        image.save(buf, "PNG")
         data = buf.getvalue()
     write_atomic(dst, data, task.force)  # checks the output's type again, right before the rename
 
@@ -86,11 +94,16 @@ def run(jobs: list[tuple[Path, Path]], task: Task, codec, n_jobs: int = 1, folde
         ((src, dst),) = jobs
         check_output(dst, (src,), task.force)  # checked before any work; write_atomic checks again
         check_writable(dst)
+        show = not task.quiet and sys.stderr.isatty()  # a single long decode (8192 px: minutes) says where it is
+        progress = StageLine(f"{task.verb} {src.name}") if show else None
         try:
-            process(codec, task, src, dst)
+            process(codec, task, src, dst, progress)
         except BaseException:  # Ctrl-C or SIGTERM at any point: no temp file stays behind
             remove_temp_files(dst)
             raise
+        finally:
+            if progress is not None:
+                progress.close()
         return 0
     return _Batch(jobs, task).run(codec, n_jobs)
 
@@ -252,7 +265,7 @@ def _context():
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["codec.api", "codec.batch"])  # torch is imported once, by the server
+        ctx.set_forkserver_preload(["codec.api", "dpc.batch"])  # torch is imported once, by the server
     return ctx
 
 
@@ -293,7 +306,7 @@ def _worker_main(conn, task: Task, threads: int) -> None:
     try:
         import torch
 
-        from .api import Codec
+        from codec.api import Codec
 
         torch.set_num_threads(threads)
         codec = Codec.load(

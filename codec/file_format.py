@@ -1,0 +1,67 @@
+"""What a Codec writes into and checks in a `.dpc` container (the bytes are bitstream/'s).
+
+write: image size, RatePoint, refinement, entropy Sections -> Header -> container bytes
+read:  bytes -> container, refused unless these weights made it (model id) and code its rate
+"""
+
+from bitstream import (
+    FORMAT_VERSION,
+    RATE_OFFSET_VERSION,
+    BitstreamLimits,
+    Container,
+    Header,
+    RatePoint,
+    RefineSettings,
+    pack_hints,
+    read_container,
+    write_container,
+)
+
+from .entropy import Sections
+from .errors import BitstreamError, ModelMismatchError
+from .options import PAD_MULTIPLE
+from .rate import RateScale
+
+
+class FileFormat:
+    """The container side of one set of weights: its model id, rate scale and limits."""
+
+    def __init__(self, model_id: int, rates: RateScale, limits: BitstreamLimits):
+        self.model_id, self.rates, self.limits = model_id, rates, limits
+
+    def header(self, width: int, height: int, rate: RatePoint, refine: RefineSettings) -> Header:
+        """The header of a new file; version 3 only when the rate is off the trained levels."""
+        return Header(
+            width=width,
+            height=height,
+            quality=rate.nearest,
+            model_id=self.model_id,
+            hints=pack_hints(refine) if refine.steps else b"",
+            version=RATE_OFFSET_VERSION if rate.offset else FORMAT_VERSION,
+            rate_offset=rate.offset,
+        )
+
+    @staticmethod
+    def write(header: Header, sections: Sections) -> bytes:
+        return write_container(Container(header, sections.z_data, sections.y_data, sections.symbol_check))
+
+    def read(self, data: bytes) -> Container:
+        """Bytes -> the container of a file these weights made and can decode; BitstreamError otherwise."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise BitstreamError(f"expected bytes, got {type(data).__name__}")
+        container = read_container(data, self.limits)
+        if container.header.model_id != self.model_id:
+            raise ModelMismatchError(
+                f"file was made with other model weights (model id {container.header.model_id:04x}; "
+                f"loaded weights are {self.model_id:04x})"
+            )
+        self.rates.check(container.header.rate, BitstreamError)
+        return container
+
+    @staticmethod
+    def latent_size(header: Header, factor: int) -> tuple[int, int]:
+        """(height, width) of the padded latent the file codes, for an autoencoder of that factor."""
+        return (
+            -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE // factor,
+            -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE // factor,
+        )
