@@ -23,6 +23,7 @@ _SOURCES = {  # public name -> the module that defines it
     **dict.fromkeys(
         (
             "BitstreamError",
+            "ClusterError",
             "CodecError",
             "DecoderDesyncError",
             "ImageReadError",

@@ -79,3 +79,9 @@ class UnsafeOutputError(CodecError):
     a device, a socket)."""
 
     exit_code = 13
+
+
+class ClusterError(CodecError):
+    """`--ray`: the cluster cannot be reached or cannot place the workers asked for."""
+
+    exit_code = 14

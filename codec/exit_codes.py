@@ -7,6 +7,7 @@ failing file's (input order). tests/test_exit_codes.py provokes every row.
 
 from .errors import (
     BitstreamError,
+    ClusterError,
     CodecError,
     DecoderDesyncError,
     ImageReadError,
@@ -41,6 +42,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (OutputWriteError.exit_code, "cannot write: output folder missing or unwritable, disk full"),
     (NoInputsError.exit_code, "nothing to do: no images (or .dpc files) in the input folder"),
     (UnsafeOutputError.exit_code, "refused even with --force: output is an input, shared by two, a FIFO, a device"),
+    (ClusterError.exit_code, "--ray: the cluster cannot be reached or cannot place the workers"),
     (INTERNAL_ERROR, "internal error, a bug (DPC_DEBUG=1 shows its traceback)"),
     (INTERRUPTED, "interrupted (Ctrl-C, SIGINT)"),
     (TERMINATED, "terminated (SIGTERM)"),

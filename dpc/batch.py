@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from codec.errors import BitstreamError, CodecError, OutputWriteError
+from codec.errors import (
+    BitstreamError,
+    CodecError,
+    ImageReadError,
+    InvalidOptionError,
+    NoInputsError,
+    OutputWriteError,
+    UnsafeOutputError,
+)
 from codec.options import DEFAULT_TILE
 
 from .files import InputSet, check_output, check_writable, remove_temp_files, unwritable_reason, write_atomic
@@ -65,6 +73,57 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
+def folder_jobs(src: Path, out: Path | None, suffixes, new_suffix: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs for a file or a folder (output folder: `out`, default `src`; created here)."""
+    if not src.exists():
+        raise (
+            ImageReadError(f"{src} does not exist") if new_suffix == ".dpc" else BitstreamError(f"{src} does not exist")
+        )
+    if not src.is_dir():
+        return [(src, out if out is not None else src.with_suffix(new_suffix))]
+    out_dir = out if out is not None else src
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidOptionError(f"{out_dir} is a file; with a folder input, -o must name a folder")
+    entries = sorted(src.iterdir())
+    files = [p for p in entries if p.is_file() and p.suffix.lower() in suffixes]
+    skipped = _skipped_entries(entries, files, out_dir, new_suffix)
+    if not files:
+        raise NoInputsError(f"no {' / '.join(sorted(suffixes))} files in {src}" + "".join(f"; {s}" for s in skipped))
+    by_stem: dict[str, Path] = {}
+    for f in files:
+        if f.stem in by_stem:  # a.jpg and a.png would both become a.dpc: refuse rather than lose one
+            raise UnsafeOutputError(
+                f"{by_stem[f.stem].name} and {f.name} would both be written to {out_dir / (f.stem + new_suffix)}"
+            )
+        by_stem[f.stem] = f
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
+    verb = "compress" if new_suffix == ".dpc" else "decompress"
+    for note in skipped:
+        print(f"dpc: {verb}: {note}", file=sys.stderr)
+    return [(f, out_dir / (f.stem + new_suffix)) for f in files]
+
+
+def _skipped_entries(entries: list[Path], inputs: list[Path], out_dir: Path, new_suffix: str) -> list[str]:
+    """What a folder run leaves out, and why: ["3 files skipped: not images (a.txt, b.csv, c.doc)", ...].
+
+    This run's own outputs (a.dpc beside a.png) are not mentioned: a rerun would list them all.
+    """
+    outputs = {(out_dir / (f.stem + new_suffix)).resolve() for f in inputs}
+    taken = set(inputs)
+    folders = [p for p in entries if p.is_dir()]
+    others = [p for p in entries if p not in taken and not p.is_dir() and p.resolve() not in outputs]
+    what = "not images" if new_suffix == ".dpc" else "not .dpc files"
+    notes = []
+    for items, noun, why in ((others, "file", what), (folders, "folder", "subfolders are not searched")):
+        if items:
+            names = ", ".join(p.name for p in items[:3]) + (", ..." if len(items) > 3 else "")
+            notes.append(f"{len(items)} {noun}{'s' if len(items) > 1 else ''} skipped: {why} ({names})")
+    return notes
+
+
 def process(codec, task: Task, src: Path, dst: Path, progress=None) -> None:
     """Compress or decompress one file; CodecError on bad input or a failed write.
 
@@ -88,9 +147,14 @@ def process(codec, task: Task, src: Path, dst: Path, progress=None) -> None:
     write_atomic(dst, data, task.force)  # checks the output's type again, right before the rename
 
 
-def run(jobs: list[tuple[Path, Path]], task: Task, codec, n_jobs: int = 1, folder: bool = False) -> int:
-    """Do `jobs`; returns the exit code. A single file (not folder mode) raises its CodecError instead."""
-    if not folder:
+def run(
+    jobs: list[tuple[Path, Path]], task: Task, codec, n_jobs: int | None = 1, folder: bool = False, cluster=None
+) -> int:
+    """Do `jobs`; returns the exit code. A single file (not folder mode) raises its CodecError instead.
+
+    `n_jobs`: worker processes (None: 1; with a cluster, one Ray worker per CPU of the cluster).
+    `cluster` (dpc/scale_out.py's Cluster): the files go to Ray workers, as a folder run (summary)."""
+    if not folder and cluster is None:
         ((src, dst),) = jobs
         check_output(dst, (src,), task.force)  # checked before any work; write_atomic checks again
         check_writable(dst)
@@ -105,7 +169,7 @@ def run(jobs: list[tuple[Path, Path]], task: Task, codec, n_jobs: int = 1, folde
             if progress is not None:
                 progress.close()
         return 0
-    return _Batch(jobs, task).run(codec, n_jobs)
+    return _Batch(jobs, task).run(codec, n_jobs, cluster)
 
 
 class _Batch:
@@ -138,13 +202,17 @@ class _Batch:
             left.append((index, src, dst))
         return left
 
-    def run(self, codec, n_jobs: int) -> int:
+    def run(self, codec, n_jobs: int | None, cluster=None) -> int:
         from tqdm import tqdm
 
         done = self.skipped + len(self.failures)
         self.bar = tqdm(total=len(self.jobs), initial=done, desc=self.task.verb, unit="file", file=sys.stderr)
         try:
-            if n_jobs > 1 and len(self.todo) > 1:
+            if cluster is not None and self.todo:
+                from .scale_out import run_on_ray
+
+                run_on_ray(self, cluster, n_jobs)
+            elif (n_jobs or 1) > 1 and len(self.todo) > 1:
                 self._parallel(min(n_jobs, len(self.todo)))
             else:
                 self._sequential(codec)
@@ -154,7 +222,7 @@ class _Batch:
         self._report()
         return next((code for _, (_, code) in sorted(self.failures.items())), 0)
 
-    def _done(self, index: int, failure: tuple[str, int] | None = None) -> None:
+    def done(self, index: int, failure: tuple[str, int] | None = None) -> None:
         self.in_flight.pop(index, None)
         if failure is None:
             self.ok += 1
@@ -169,9 +237,9 @@ class _Batch:
             try:
                 process(codec, self.task, src, dst)
             except CodecError as exc:
-                self._done(index, (str(exc), exc.exit_code))
+                self.done(index, (str(exc), exc.exit_code))
             else:
-                self._done(index)
+                self.done(index)
 
     def _parallel(self, n: int) -> None:
         ctx = _context()
@@ -190,7 +258,7 @@ class _Batch:
                 except (EOFError, OSError):  # the worker died (out of memory, a crash, killed)
                     w.process.join()
                     remove_temp_files(w.job[1])
-                    self._done(w.job[0], (f"worker process died ({_how(w.process.exitcode)})", INTERNAL_ERROR))
+                    self.done(w.job[0], (f"worker process died ({_how(w.process.exitcode)})", INTERNAL_ERROR))
                     w.job = None
                     if queue:
                         self.workers.append(_Worker(ctx, self.task, threads))
@@ -200,7 +268,7 @@ class _Batch:
                     error = CodecError(reply[1])
                     error.exit_code = reply[2]
                     raise error
-                self._done(w.job[0], None if reply[0] == "ok" else (reply[1], reply[2]))
+                self.done(w.job[0], None if reply[0] == "ok" else (reply[1], reply[2]))
                 self._give(w, queue)
         for w in self.workers:
             w.process.join()
@@ -304,18 +372,7 @@ def _worker_main(conn, task: Task, threads: int) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _sigmask(signal.SIG_UNBLOCK)
     try:
-        import torch
-
-        from codec.api import Codec
-
-        torch.set_num_threads(threads)
-        codec = Codec.load(
-            task.weights,
-            max_pixels=task.max_pixels,
-            prior_weights=task.prior_weights,
-            decoder_weights=task.decoder_weights,
-            **task.run_options,
-        )
+        codec = load_codec(task, threads)
     except Exception as exc:
         code = exc.exit_code if isinstance(exc, CodecError) else INTERNAL_ERROR
         try:
@@ -331,16 +388,36 @@ def _worker_main(conn, task: Task, threads: int) -> None:
         if job is None:
             return
         try:
-            process(codec, task, *job)
-            reply = ("ok",)
-        except CodecError as exc:
-            reply = ("failed", str(exc), exc.exit_code)
-        except Exception as exc:  # a bug: reported for this file, the others go on
-            reply = ("failed", _internal(exc), INTERNAL_ERROR)
-        try:
-            conn.send(reply)
+            conn.send(process_reply(codec, task, *job))
         except OSError:  # the parent is gone
             return
+
+
+def load_codec(task: Task, threads: int):
+    """The Codec a worker process (local or on Ray) loads once for all its files."""
+    import torch
+
+    from codec.api import Codec
+
+    torch.set_num_threads(threads)
+    return Codec.load(
+        task.weights,
+        max_pixels=task.max_pixels,
+        prior_weights=task.prior_weights,
+        decoder_weights=task.decoder_weights,
+        **task.run_options,
+    )
+
+
+def process_reply(codec, task: Task, src: Path, dst: Path) -> tuple:
+    """One file in a worker: ("ok",) or ("failed", one-line message, exit code); never raises CodecError."""
+    try:
+        process(codec, task, src, dst)
+        return ("ok",)
+    except CodecError as exc:
+        return ("failed", str(exc), exc.exit_code)
+    except Exception as exc:  # a bug: reported for this file, the others go on
+        return ("failed", _internal(exc), INTERNAL_ERROR)
 
 
 def _internal(exc: Exception) -> str:

@@ -32,20 +32,15 @@ import threading
 from pathlib import Path
 
 from codec.errors import (
-    BitstreamError,
     CodecError,
-    ImageReadError,
     InvalidOptionError,
-    NoInputsError,
-    OutputWriteError,
-    UnsafeOutputError,
 )
 from codec.exit_codes import EXIT_CODES
 from codec.options import DEFAULT_TILE, check_tile
 
 # Only light modules here (no numpy, torch or PIL): `dpc` (dpc/entry.py, or main() here) sets
 # its signal handling before anything slow is imported, so Ctrl-C in the first seconds ends as later.
-from .batch import Task, read_bytes, run
+from .batch import Task, folder_jobs, read_bytes, run
 from .entry import Terminated
 from .entry import on_sigterm as _on_sigterm
 
@@ -169,8 +164,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_option_values(args) -> dict:
-    names = ("device", "dtype", "int8", "offload", "compile", "channels_last", "attention")
-    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+    from dataclasses import fields
+
+    from codec.options import RunOptions
+
+    return {f.name: getattr(args, f.name) for f in fields(RunOptions) if hasattr(args, f.name)}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -184,7 +182,28 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--weights", type=Path, help="model weights (.safetensors); default: the shipped ones")
     p.add_argument(
-        "-j", "--jobs", type=_positive, default=1, metavar="N", help="folder mode: N worker processes (default 1)"
+        "-j",
+        "--jobs",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="folder mode: N worker processes (default 1; with --ray: N Ray workers, default one per CPU)",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Ray cluster: HOST:PORT of its head (default RAY_ADDRESS, else a local cluster); "
+        "-j N = N workers (default one per CPU); SRC and DST on a filesystem every node sees (docs/scale-out.md)",
+    )
+    p.add_argument(
+        "--ray-gpus",
+        type=float,
+        default=0.0,
+        metavar="G",
+        help="with --ray and --device cuda: GPUs per worker (0.5 = two per GPU)",
     )
     p.add_argument(
         "--max-pixels",
@@ -259,6 +278,7 @@ def _positive_float(text: str) -> float:
 
 # -- commands ----------------------------------------------------------------------------
 def _compress(args) -> int:
+    cluster = _cluster(args)
     from codec.rate import DEFAULT_QUALITY
 
     quality = DEFAULT_QUALITY if args.quality is None else args.quality
@@ -267,7 +287,7 @@ def _compress(args) -> int:
     codec.default_refine(quality).with_overrides(**refine)  # bad options fail before any file is touched
     from codec.images import IMAGE_SUFFIXES
 
-    jobs = _jobs(args.input, args.output, IMAGE_SUFFIXES, ".dpc")
+    jobs = folder_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dpc")
     task = Task(
         "compress",
         quality,
@@ -280,10 +300,11 @@ def _compress(args) -> int:
         bpp=args.bpp,
         quiet=args.quiet,
     )
-    return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
+    return run(jobs, task, codec, args.jobs, folder=args.input.is_dir(), cluster=cluster)
 
 
 def _decompress(args) -> int:
+    cluster = _cluster(args)
     codec = _load_codec(args)
     refine = _refine_overrides(args)
     if args.fidelity and refine:
@@ -291,7 +312,7 @@ def _decompress(args) -> int:
             f"--fidelity decodes without refinement; drop --{' --'.join(refine).replace('_', '-')}"
         )
     check_tile(args.tile)
-    jobs = _jobs(args.input, args.output, {".dpc"}, ".png")
+    jobs = folder_jobs(args.input, args.output, {".dpc"}, ".png")
     task = Task(
         "decompress",
         0,
@@ -306,11 +327,11 @@ def _decompress(args) -> int:
         decoder_weights=args.decoder_weights,
         quiet=args.quiet,
     )
-    return run(jobs, task, codec, args.jobs, folder=args.input.is_dir())
+    return run(jobs, task, codec, args.jobs, folder=args.input.is_dir(), cluster=cluster)
 
 
 def _info(args) -> int:
-    from bitstream import read_container
+    from bitstream import bits_per_pixel, read_container
 
     data = read_bytes(args.input)
     container = read_container(data)
@@ -325,7 +346,7 @@ def _info(args) -> int:
     else:
         print(f"quality:         {h.quality}")
     print(f"bytes:           {len(data)} (header and trailer {container.overhead_bytes})")
-    print(f"bpp:             {len(data) * 8 / pixels:.4f}")
+    print(f"bpp:             {bits_per_pixel(len(data), pixels):.4f}")
     r = h.refine
     if r.steps:
         extra = f", start {r.start:g}, early exit {r.early_exit:g}" if r.start != 1 or r.early_exit else ""
@@ -337,6 +358,21 @@ def _info(args) -> int:
 
 
 # -- helpers -----------------------------------------------------------------------------
+def _cluster(args):
+    """--ray's Cluster (dpc/scale_out.py), or None for a run on this machine."""
+    if args.ray is None:
+        if args.ray_gpus:
+            raise InvalidOptionError("--ray-gpus needs --ray")
+        return None
+    if args.ray_gpus < 0 or (args.ray_gpus and not args.device.startswith("cuda")):
+        raise InvalidOptionError("--ray-gpus G needs G >= 0 and --device cuda")
+    from .scale_out import Cluster
+
+    cluster = Cluster(address=args.ray or None, gpus=args.ray_gpus)
+    cluster.check()  # an unreachable head fails now, before any file is touched
+    return cluster
+
+
 def _load_codec(args):
     from codec.api import Codec
 
@@ -350,57 +386,6 @@ def _load_codec(args):
     if codec.options.int8:
         codec.warm_up()  # a missing or mismatched INT8 table fails now, before any file is touched
     return codec
-
-
-def _jobs(src: Path, out: Path | None, suffixes: set[str], new_suffix: str) -> list[tuple[Path, Path]]:
-    """(input, output) pairs for a file or a folder."""
-    if not src.exists():
-        raise (
-            ImageReadError(f"{src} does not exist") if new_suffix == ".dpc" else BitstreamError(f"{src} does not exist")
-        )
-    if not src.is_dir():
-        return [(src, out if out is not None else src.with_suffix(new_suffix))]
-    out_dir = out if out is not None else src
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InvalidOptionError(f"{out_dir} is a file; with a folder input, -o must name a folder")
-    entries = sorted(src.iterdir())
-    files = [p for p in entries if p.is_file() and p.suffix.lower() in suffixes]
-    skipped = _skipped_entries(entries, files, out_dir, new_suffix)
-    if not files:
-        raise NoInputsError(f"no {' / '.join(sorted(suffixes))} files in {src}" + "".join(f"; {s}" for s in skipped))
-    by_stem: dict[str, Path] = {}
-    for f in files:
-        if f.stem in by_stem:  # a.jpg and a.png would both become a.dpc: refuse rather than lose one
-            raise UnsafeOutputError(
-                f"{by_stem[f.stem].name} and {f.name} would both be written to {out_dir / (f.stem + new_suffix)}"
-            )
-        by_stem[f.stem] = f
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputWriteError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
-    verb = "compress" if new_suffix == ".dpc" else "decompress"
-    for note in skipped:
-        print(f"dpc: {verb}: {note}", file=sys.stderr)
-    return [(f, out_dir / (f.stem + new_suffix)) for f in files]
-
-
-def _skipped_entries(entries: list[Path], inputs: list[Path], out_dir: Path, new_suffix: str) -> list[str]:
-    """What a folder run leaves out, and why: ["3 files skipped: not images (a.txt, b.csv, c.doc)", ...].
-
-    This run's own outputs (a.dpc beside a.png) are not mentioned: a rerun would list them all.
-    """
-    outputs = {(out_dir / (f.stem + new_suffix)).resolve() for f in inputs}
-    taken = set(inputs)
-    folders = [p for p in entries if p.is_dir()]
-    others = [p for p in entries if p not in taken and not p.is_dir() and p.resolve() not in outputs]
-    what = "not images" if new_suffix == ".dpc" else "not .dpc files"
-    notes = []
-    for items, noun, why in ((others, "file", what), (folders, "folder", "subfolders are not searched")):
-        if items:
-            names = ", ".join(p.name for p in items[:3]) + (", ..." if len(items) > 3 else "")
-            notes.append(f"{len(items)} {noun}{'s' if len(items) > 1 else ''} skipped: {why} ({names})")
-    return notes
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bitstream import bits_per_pixel
+
 if TYPE_CHECKING:  # numpy and Pillow are imported where used: `dpc --help` builds this parser
     from PIL import Image
 
@@ -56,7 +58,9 @@ def parse_config(name: str, device: str) -> dict:
     def tokens(text: str) -> list[str]:
         return [t for part in text.split("+") for t in (tokens(aliases[part]) if part in aliases else [part])]
 
-    spec = {"options": {"device": device}, "steps": None, "tile": 512}
+    from codec.options import DEFAULT_TILE
+
+    spec = {"options": {"device": device}, "steps": None, "tile": DEFAULT_TILE}
     for token in tokens(name):
         if token in CONFIG_TOKENS:
             spec["options"].update(CONFIG_TOKENS[token])
@@ -171,7 +175,13 @@ def run_bench(paths, sizes, specs, args) -> dict:
             dpc = work / f"{name}-{size}.dpc"
             dpc.write_bytes(data)
             files.append(
-                {"image": name, "size": size, "png": str(src), "dpc": str(dpc), "bpp": len(data) * 8 / size**2}
+                {
+                    "image": name,
+                    "size": size,
+                    "png": str(src),
+                    "dpc": str(dpc),
+                    "bpp": bits_per_pixel(len(data), size * size),
+                }
             )
     runs = []
     for config, spec in tqdm(specs.items(), desc="bench", unit="config"):

@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 from pytorch_msssim import ms_ssim, ssim
 
+import bitstream
+
 MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-px window need (11 - 1) * 2**4 + 1 pixels
 WEIGHTS_ENV = "DPC_METRIC_WEIGHTS"
 METRIC_NAMES = ("psnr", "msssim", "lpips", "dists", "fid", "kid", "spectral_gap")
@@ -56,7 +58,8 @@ def msssim(a: Image.Image, b: Image.Image) -> float:
 
 
 def bits_per_pixel(num_bytes: int, image: Image.Image) -> float:
-    return num_bytes * 8.0 / (image.width * image.height)
+    """The rate of a file of `num_bytes` (all of it, header included) for `image`."""
+    return bitstream.bits_per_pixel(num_bytes, image.width * image.height)
 
 
 # --- spectral gap ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from codec import Codec, CodecError, RatePoint, load_image
 from codec.images import IMAGE_SUFFIXES
 
 from .baselines import BASELINES, encode_at_bpp, lowest_bpp
+from .metrics import bits_per_pixel
 from .results import ResultsTable
 from .suite import MetricSuite
 
@@ -141,7 +142,7 @@ def _run_ours(codec, image, path, qualities, table, suite, cfg) -> None:
         decoded = codec.decompress(file.read_bytes())
         decode_s = time.perf_counter() - t0
         row = dict(image=path.name, codec="ours", setting=setting, param=q, target_bpp=None, bytes=size)
-        row.update(bpp=size * 8 / (image.width * image.height), encode_s=encode_s, decode_s=decode_s)
+        row.update(bpp=bits_per_pixel(size, image), encode_s=encode_s, decode_s=decode_s)
         row.update(device=str(codec.device), **_measure(image, decoded, suite, "ours", setting, path.stem))
         table.add(row)
 
@@ -178,7 +179,7 @@ def _run_baseline(name, baseline, image, path, qualities, table, suite, cfg) -> 
         decoded = baseline.decode(file.read_bytes())
         decode_s = time.perf_counter() - t0
         row = dict(image=path.name, codec=name, setting=setting, param=found.quality, target_bpp=target, bytes=size)
-        row.update(bpp=size * 8 / (image.width * image.height), encode_s=encode_s, decode_s=decode_s, device="cpu")
+        row.update(bpp=bits_per_pixel(size, image), encode_s=encode_s, decode_s=decode_s, device="cpu")
         row.update(_measure(image, decoded, suite, name, setting, path.stem))
         table.add(row)
 

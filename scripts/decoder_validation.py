@@ -38,7 +38,7 @@ from train_perceptual_decoder import validation_names  # noqa: E402
 from bitstream import SAMPLERS  # noqa: E402
 from codec import Codec  # noqa: E402
 from codec.model_files import DEFAULT_PRIOR_WEIGHTS, load_prior, save_prior  # noqa: E402
-from eval.metrics import msssim, psnr  # noqa: E402
+from eval.metrics import bits_per_pixel, msssim, psnr  # noqa: E402
 from eval.perceptual import DISTSMetric, LPIPSMetric  # noqa: E402
 
 FIELDS = ["image", "level", "decoder", "sampler", "steps", "bpp", "psnr", "msssim", "lpips", "dists"]
@@ -112,7 +112,7 @@ def main() -> None:
                     decoded = Image.open(buf).convert("RGB")
                     row = dict(zip(KEY, key, strict=True))
                     row.update(
-                        bpp=f"{len(data) * 8 / (original.width * original.height):.5f}",
+                        bpp=f"{bits_per_pixel(len(data), original):.5f}",
                         psnr=f"{psnr(original, decoded):.4f}",
                         msssim=f"{msssim(original, decoded):.5f}",
                         lpips=f"{lpips(original, decoded):.5f}",

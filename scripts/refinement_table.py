@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bitstream import SAMPLERS, RefineSettings  # noqa: E402
 from codec import Codec  # noqa: E402
 from codec.images import tensor_to_image  # noqa: E402
-from eval.metrics import msssim, psnr, spectral_gap  # noqa: E402
+from eval.metrics import bits_per_pixel, msssim, psnr, spectral_gap  # noqa: E402
 
 FIELDS = [
     "image",
@@ -125,7 +125,7 @@ def main() -> None:
                 if not todo:
                     continue
                 data = codec.compress(original, level)  # as users get it: default hints included
-                bpp = len(data) * 8 / (original.width * original.height)
+                bpp = bits_per_pixel(len(data), original)
                 header, coarse = codec.decode_latent(data)
                 true_latent = codec.latent_pairs(original, [level])[0] if args.oracle else None
                 for s, texture in todo:

@@ -63,6 +63,7 @@ CASES = {  # exit code -> how to provoke it
     11: lambda tmp_path, d, mp: ["compress", _png(tmp_path), "-o", tmp_path / "missing" / "x.dpc"],
     12: lambda tmp_path, d, mp: ["compress", _mkdir(tmp_path / "empty")],
     13: lambda tmp_path, d, mp: ["compress", _png(tmp_path), "-o", tmp_path / "x.png", "--force"],
+    14: lambda tmp_path, d, mp: ["compress", _png(tmp_path), "--ray", "127.0.0.1:9"],  # nothing listens there
     70: _with(RuntimeError("a bug")),
     130: _with(KeyboardInterrupt()),
 }

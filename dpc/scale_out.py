@@ -1,0 +1,209 @@
+"""Folder runs on a Ray cluster: each worker is an actor that loads the codec once and keeps it.
+
+    dpc compress SRC -o DST --ray [ADDRESS] [-j WORKERS] [--ray-gpus G]
+
+    this process (the driver)                    the cluster (this machine, or `ray start` nodes)
+      lists SRC, skips existing outputs   --->     CodecWorker x N: load_codec(task) once (1 CPU, G GPUs)
+      keeps one file in flight per worker <---     process_reply(src, dst): write_atomic as locally
+      one line per failure, "N ok, M skipped, K failed", the same exit codes (dpc/batch.py)
+
+- ADDRESS: "HOST:PORT" of a running cluster's head; without it RAY_ADDRESS, else a local cluster
+  on this machine's cores is started for the run and shut down after it.
+- Faults: a worker process that dies (killed, out of memory) is restarted by Ray (MAX_RESTARTS)
+  and its file is retried (MAX_TASK_RETRIES). write_atomic writes a temp file and renames it, so a
+  dead attempt leaves at most a temp file: removed before the retry and again at the end.
+- SRC and DST must be paths that every node can reach (a shared filesystem): workers read and
+  write the files themselves, the driver sends only paths (docs/scale-out.md).
+"""
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from bitstream.container import MAX_PIXELS
+from codec.errors import ClusterError
+from codec.options import DEFAULT_TILE
+from codec.rate import DEFAULT_QUALITY
+
+from .batch import INTERNAL_ERROR, Task, folder_jobs, load_codec, process_reply, run
+from .files import remove_temp_files
+
+MAX_RESTARTS = 3  # per worker
+MAX_TASK_RETRIES = 3  # per file, when its worker died under it
+CONNECT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where a run goes: `address` None = RAY_ADDRESS, else a local cluster; `gpus` per worker."""
+
+    address: str | None = None
+    gpus: float = 0.0
+
+    def check(self) -> str | None:
+        """The address to join (None: start a local cluster); ClusterError at once if nothing listens there."""
+        address = self.address or os.environ.get("RAY_ADDRESS") or None
+        if address and address != "auto":
+            _check_reachable(address)
+        return address
+
+
+class CodecWorker:
+    """One worker (a Ray actor): the codec loaded once, then files one after the other."""
+
+    def __init__(self, task: Task, threads: int):
+        self.task = task
+        self.codec = load_codec(task, threads)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def process(self, index: int, src: str, dst: str) -> tuple[int, tuple]:
+        remove_temp_files(Path(dst))  # what an attempt killed midway left
+        return index, process_reply(self.codec, self.task, Path(src), Path(dst))
+
+
+def connect(cluster: Cluster) -> bool:
+    """Join the cluster (or start a local one); True if this call started it (then shut it down)."""
+    import ray
+
+    address = cluster.check()
+    if ray.is_initialized():  # this process already joined one (a Python caller, the tests)
+        return False
+    quiet = dict(logging_level="ERROR", log_to_driver=False)
+    if address and address != "auto":
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ClusterError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}") from None
+        return True
+    ray.init(address=address, **quiet) if address else ray.init(include_dashboard=False, **quiet)
+    return True
+
+
+def start_workers(task: Task, n: int, gpus: float) -> list:
+    """N CodecWorker actors, each with 1 CPU (and `gpus` GPUs); fails in one line if the cluster has too few."""
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if n > cpus:
+        raise ClusterError(f"{n} workers asked for, the cluster has {cpus} CPUs")
+    if gpus and ray.cluster_resources().get("GPU", 0) < gpus * n:
+        raise ClusterError(
+            f"{n} workers x {gpus:g} GPUs asked for, the cluster has {ray.cluster_resources().get('GPU', 0):g}"
+        )
+    actor = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)(
+        CodecWorker
+    )
+    workers = [actor.remote(task, 1) for _ in range(n)]
+    try:
+        ray.get([w.pid.remote() for w in workers])  # loaded: a bad weight file fails here, once
+    except ray.exceptions.RayActorError as exc:
+        raise ClusterError(f"a worker could not start: {_first_line(exc)}") from None
+    return workers
+
+
+def run_folder(
+    verb: str,
+    src,
+    dst=None,
+    *,
+    cluster: Cluster | None = None,
+    workers: int | None = None,
+    quality: float = DEFAULT_QUALITY,
+    bpp: float | None = None,
+    force: bool = False,
+    refine: dict | None = None,
+    tile: int = DEFAULT_TILE,
+    fidelity: bool = False,
+    weights=None,
+    prior_weights=None,
+    decoder_weights=None,
+    max_pixels: int = MAX_PIXELS,
+    **run_options,
+) -> int:
+    """`dpc compress|decompress SRC -o DST --ray` from Python; returns the exit code it would.
+
+    verb "compress" (images -> .dpc) or "decompress" (.dpc -> PNG); `refine`: RefineSettings
+    overrides ({"steps": 4}); `run_options`: RunOptions fields (dtype, int8, ...). Prints the
+    same per-file lines and summary on stderr.
+    """
+    from codec.images import IMAGE_SUFFIXES
+
+    if verb not in ("compress", "decompress"):
+        raise ValueError(f"verb must be compress or decompress, got {verb!r}")
+    suffixes, new_suffix = (IMAGE_SUFFIXES, ".dpc") if verb == "compress" else ({".dpc"}, ".png")
+    cluster = cluster or Cluster()
+    cluster.check()
+    task = Task(
+        verb,
+        quality,
+        force,
+        weights,
+        max_pixels,
+        dict(refine or {}),
+        tile=tile,
+        prior_weights=prior_weights,
+        run_options=run_options,
+        bpp=bpp,
+        fidelity=fidelity,
+        decoder_weights=decoder_weights,
+        quiet=True,
+    )
+    jobs = folder_jobs(Path(src), None if dst is None else Path(dst), suffixes, new_suffix)
+    return run(jobs, task, None, workers, folder=True, cluster=cluster)
+
+
+def run_on_ray(batch, cluster: Cluster, n_workers: int | None) -> None:
+    """Do `batch.todo` (dpc/batch.py's _Batch) on the cluster, reporting each file to the batch."""
+    import ray
+
+    started = connect(cluster)
+    try:
+        n = min(n_workers or int(ray.cluster_resources().get("CPU", 1)), len(batch.todo)) or 1
+        workers = start_workers(batch.task, n, cluster.gpus)
+        queue = list(reversed(batch.todo))
+        running = {}  # ObjectRef -> (worker, job index, output)
+
+        def give(worker):
+            if queue:
+                index, src, dst = queue.pop()
+                batch.in_flight[index] = dst
+                running[worker.process.remote(index, str(src), str(dst))] = (worker, index, dst)
+
+        for w in workers:
+            give(w)
+        while running:
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            worker, index, dst = running.pop(ref)
+            try:
+                _, reply = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # its worker died more often than Ray retries
+                remove_temp_files(dst)
+                batch.done(index, (f"worker died: {_first_line(exc)}", INTERNAL_ERROR))
+                give(worker)
+                continue
+            batch.done(index, None if reply[0] == "ok" else (reply[1], reply[2]))
+            give(worker)
+    finally:
+        for dst in batch.in_flight.values():
+            remove_temp_files(dst)
+        if started:
+            ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in one line at once if nothing listens at HOST:PORT (ray.init would wait minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"Ray address must be HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
