@@ -282,9 +282,11 @@ def _compress(args) -> int:
     from codec.rate import DEFAULT_QUALITY
 
     quality = DEFAULT_QUALITY if args.quality is None else args.quality
-    codec = _load_codec(args)
+    # bad options fail before any file is touched; with --ray the workers load the codec and check them
+    codec = None if cluster else _load_codec(args)
     refine = _refine_overrides(args)
-    codec.default_refine(quality).with_overrides(**refine)  # bad options fail before any file is touched
+    if codec is not None:
+        codec.default_refine(quality).with_overrides(**refine)
     from codec.images import IMAGE_SUFFIXES
 
     jobs = folder_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dpc")
@@ -305,7 +307,7 @@ def _compress(args) -> int:
 
 def _decompress(args) -> int:
     cluster = _cluster(args)
-    codec = _load_codec(args)
+    codec = None if cluster else _load_codec(args)
     refine = _refine_overrides(args)
     if args.fidelity and refine:
         raise InvalidOptionError(

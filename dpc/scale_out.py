@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bitstream.container import MAX_PIXELS
-from codec.errors import ClusterError
+from codec.errors import ClusterError, CodecError, InvalidOptionError
 from codec.options import DEFAULT_TILE
 from codec.rate import DEFAULT_QUALITY
 
@@ -53,11 +53,27 @@ class CodecWorker:
     """One worker (a Ray actor): the codec loaded once, then files one after the other."""
 
     def __init__(self, task: Task, threads: int):
-        self.task = task
-        self.codec = load_codec(task, threads)
+        self.task, self.codec, self.error = task, None, None
+        try:
+            self.codec = load_codec(task, threads)
+        except CodecError as exc:  # a bad weight file or option: reported once by check(), not as a crash
+            self.error = str(exc), exc.exit_code
 
     def pid(self) -> int:
         return os.getpid()
+
+    def check(self) -> tuple | None:
+        """The run's options against the loaded weights (the driver loads none): None, or (message, exit code)."""
+        if self.error is not None:
+            return self.error
+        try:
+            if self.task.verb == "compress":
+                self.codec.default_refine(self.task.quality).with_overrides(**self.task.refine)
+        except CodecError as exc:
+            return str(exc), exc.exit_code
+        except ValueError as exc:
+            return str(exc), InvalidOptionError.exit_code
+        return None
 
     def process(self, index: int, src: str, dst: str) -> tuple[int, tuple]:
         remove_temp_files(Path(dst))  # what an attempt killed midway left
@@ -66,9 +82,11 @@ class CodecWorker:
 
 def connect(cluster: Cluster) -> bool:
     """Join the cluster (or start a local one); True if this call started it (then shut it down)."""
+    address = cluster.check()
+    if address and address != "auto":
+        _use_token_if_there()  # read by Ray when it is imported
     import ray
 
-    address = cluster.check()
     if ray.is_initialized():  # this process already joined one (a Python caller, the tests)
         return False
     quiet = dict(logging_level="ERROR", log_to_driver=False)
@@ -98,9 +116,13 @@ def start_workers(task: Task, n: int, gpus: float) -> list:
     )
     workers = [actor.remote(task, 1) for _ in range(n)]
     try:
-        ray.get([w.pid.remote() for w in workers])  # loaded: a bad weight file fails here, once
+        problems = ray.get([w.check.remote() for w in workers])  # loaded: a bad weight file fails here, once
     except ray.exceptions.RayActorError as exc:
         raise ClusterError(f"a worker could not start: {_first_line(exc)}") from None
+    if problems[0] is not None:
+        error = CodecError(problems[0][0])
+        error.exit_code = problems[0][1]
+        raise error
     return workers
 
 
@@ -157,9 +179,9 @@ def run_folder(
 
 def run_on_ray(batch, cluster: Cluster, n_workers: int | None) -> None:
     """Do `batch.todo` (dpc/batch.py's _Batch) on the cluster, reporting each file to the batch."""
+    started = connect(cluster)  # first: it sets what Ray reads when imported
     import ray
 
-    started = connect(cluster)
     try:
         n = min(n_workers or int(ray.cluster_resources().get("CPU", 1)), len(batch.todo)) or 1
         workers = start_workers(batch.task, n, cluster.gpus)
@@ -191,6 +213,15 @@ def run_on_ray(batch, cluster: Cluster, n_workers: int | None) -> None:
             remove_temp_files(dst)
         if started:
             ray.shutdown()
+
+
+def _use_token_if_there() -> None:
+    """`ray start` (Ray >= 2.5x) enables token authentication and writes ~/.ray/auth_token; a
+    driver joins such a cluster only with RAY_AUTH_MODE=token. Set it when a token is at hand
+    and the user has not chosen (RAY_AUTH_MODE=disabled still opts out)."""
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _check_reachable(address: str) -> None:

@@ -1,7 +1,7 @@
 """Measure decoders and refinement settings on the validation split; choose each level's decode defaults.
 
     python scripts/decoder_validation.py ../shared/data/train --images 16 --levels 1 3 5 \\
-        --decoder-weights codec/weights/dpc-decoder-v1.safetensors --steps 0 2 4 8 --out rd/decoder_validation.csv
+        --decoder-weights codec/weights/dpc-decoder-v2.safetensors --steps 0 2 4 8 --out rd/decoder_validation.csv
     python scripts/decoder_validation.py --summary rd/decoder_validation.csv
     python scripts/decoder_validation.py --summary rd/decoder_validation.csv --write   # record the choice
 
