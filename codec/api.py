@@ -139,7 +139,7 @@ class Codec:
         rate = self.rates.point(quality)
         image = encodable(image, self.limits)
         settings = refine if refine is not None else self.refiner.default(rate.nearest)
-        return self._write(image, self.encode(image), rate, settings)
+        return self._write(image, self._encode_rgb(image), rate, settings)
 
     @torch.inference_mode()
     def compress_to_bpp(self, image, bpp: float, **refine_overrides) -> tuple[bytes, float]:
@@ -152,7 +152,7 @@ class Codec:
         if isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 64:
             raise InvalidOptionError(f"target bpp must be a number in (0, 64), got {bpp!r}")
         image = encodable(image, self.limits)
-        latent = self.encode(image)
+        latent = self._encode_rgb(image)
         files: dict[RatePoint, bytes] = {}
 
         def bpp_of(rate: RatePoint) -> float:
@@ -174,7 +174,10 @@ class Codec:
     def encode(self, image) -> torch.Tensor:
         """Image -> autoencoder latent (1,C,H_pad/8,W_pad/8), edges replicated to a multiple of 64;
         on tiles for large images (flat memory)."""
-        x = pad_to_multiple(image_to_tensor(encodable(image, self.limits)).to(self.device), PAD_MULTIPLE)
+        return self._encode_rgb(encodable(image, self.limits))
+
+    def _encode_rgb(self, image: Image.Image) -> torch.Tensor:
+        x = pad_to_multiple(image_to_tensor(image).to(self.device), PAD_MULTIPLE)
         f = self.autoencoder.cfg.factor
         with on_device(self.autoencoder.encoder, self.options):
             return tile_map(self.autoencoder.encode, x, ENCODE_TILE, ENCODE_OVERLAP, ENCODE_HALO, down=f)
