@@ -19,17 +19,20 @@ stages of a decode ("entropy", "refine", "pixels") as they start (done 0) and ad
 (refinement steps, pixel tiles).
 """
 
+import math
+
 import torch
 from PIL import Image
 
 from bitstream import BitstreamLimits, Header, RatePoint, RefineSettings, bits_per_pixel, read_header
 
+from .effort import EffortSearch
 from .entropy import HyperpriorCodec, Symbols
 from .errors import CodecError, InvalidOptionError
 from .file_format import FileFormat
 from .images import encodable, image_to_tensor, tensor_to_image
 from .model_files import ModelBundle, load_model
-from .options import DEFAULT_TILE, PAD_MULTIPLE, RunOptions, check_tile
+from .options import DEFAULT_TILE, PAD_MULTIPLE, RunOptions, check_effort, check_tile
 from .pixels import PixelDecoders
 from .rate import DEFAULT_QUALITY, RateScale
 from .refine import Refiner
@@ -69,6 +72,7 @@ class Codec:
         self.refiner = Refiner(prior_weights, self.options, self.runners)
         factor = self.autoencoder.cfg.factor
         self.pixels = PixelDecoders(self.autoencoder.decoder, factor, decoder_weights, self.options, self.runners)
+        self._effort_search: EffortSearch | None = None
 
     @classmethod
     def load(
@@ -128,47 +132,86 @@ class Codec:
 
     # -- compress --------------------------------------------------------------------
     @torch.inference_mode()
-    def compress(self, image, quality: float = DEFAULT_QUALITY, refine: RefineSettings | None = None) -> bytes:
+    def compress(
+        self,
+        image,
+        quality: float = DEFAULT_QUALITY,
+        refine: RefineSettings | None = None,
+        *,
+        effort: int = 0,
+        progress=None,
+    ) -> bytes:
         """Image -> bytes of a .dpc file.
 
         `image`: a PIL image (any mode; see codec.images), an (H, W) or (H, W, 3) uint8 numpy
         array, or a path to an image file; anything else is an ImageReadError. `quality`: a
         trained level 1..6, or any value from -3 to 8 in steps of 1/32 (codec/rate.py).
         `refine`: the decoder settings to record (default: `default_refine`; steps 0 records none).
+        `effort` 0..9: per-image search of the latent for the level's rate-distortion trade-off
+        (codec/effort.py; 0 = one pass); slower, smaller for the same quality, decodes as any file.
+        `progress(stage, done, total)`: the "effort" search as it advances.
         """
+        effort = check_effort(effort)
         rate = self.rates.point(quality)
         image = encodable(image, self.limits)
         settings = refine if refine is not None else self.refiner.default(rate.nearest)
-        return self._write(image, self._encode_rgb(image), rate, settings)
+        return self._write(image, self._encode_rgb(image), rate, settings, effort, progress)
 
     @torch.inference_mode()
-    def compress_to_bpp(self, image, bpp: float, **refine_overrides) -> tuple[bytes, float]:
+    def compress_to_bpp(self, image, bpp: float, *, effort: int = 0, progress=None, **refine_overrides):
         """Image -> (bytes of the .dpc file whose rate, file bytes x 8 / pixels, is nearest `bpp`; its quality).
 
         The autoencoder runs once; the quality is searched on the continuous scale
         (RateScale.search). The header records the nearest level's default refinement with
-        `refine_overrides` (e.g. steps=4) applied.
+        `refine_overrides` (e.g. steps=4) applied. With `effort`, the search runs on one-pass
+        files, then the effort search at most twice: at that quality, and at the quality whose
+        one-pass rate is the target scaled by what the first search saved.
         """
         if isinstance(bpp, bool) or not isinstance(bpp, (int, float)) or not 0 < bpp < 64:
             raise InvalidOptionError(f"target bpp must be a number in (0, 64), got {bpp!r}")
+        effort = check_effort(effort)
         image = encodable(image, self.limits)
         latent = self._encode_rgb(image)
-        files: dict[RatePoint, bytes] = {}
+        pixels = image.width * image.height
+        files: dict[tuple[RatePoint, int], bytes] = {}
 
-        def bpp_of(rate: RatePoint) -> float:
-            try:
-                settings = self.refiner.default(rate.nearest).with_overrides(**refine_overrides)
-            except ValueError as exc:
-                raise InvalidOptionError(str(exc)) from None
-            files[rate] = self._write(image, latent, rate, settings)
-            return bits_per_pixel(len(files[rate]), image.width * image.height)
+        def bpp_of(rate: RatePoint, effort: int = 0) -> float:
+            if (rate, effort) not in files:
+                try:
+                    settings = self.refiner.default(rate.nearest).with_overrides(**refine_overrides)
+                except ValueError as exc:
+                    raise InvalidOptionError(str(exc)) from None
+                files[rate, effort] = self._write(image, latent, rate, settings, effort, progress)
+            return bits_per_pixel(len(files[rate, effort]), pixels)
 
         rate = self.rates.search(bpp_of, bpp)
-        return files[rate], rate.quality
+        if effort:
+            saved = bpp_of(rate, effort) / bpp_of(rate)
+            bpp_of(self.rates.search(bpp_of, bpp / saved), effort)
+            rate = min((r for r, e in files if e == effort), key=lambda r: abs(math.log(bpp_of(r, effort) / bpp)))
+        return files[rate, effort], rate.quality
 
-    def _write(self, image: Image.Image, latent: torch.Tensor, rate: RatePoint, refine: RefineSettings) -> bytes:
+    def _write(self, image, latent, rate: RatePoint, refine: RefineSettings, effort=0, progress=None) -> bytes:
         header = self.format.header(image.width, image.height, rate, refine)
-        return self.format.write(header, self.entropy.compress(latent, rate.level))
+        if not effort:
+            return self.format.write(header, self.entropy.compress(latent, rate.level))
+        x = pad_to_multiple(image_to_tensor(image).to(self.device), PAD_MULTIPLE)
+        hook = (lambda done, total: progress("effort", done, total)) if progress else None
+        with on_device(self.autoencoder.decoder, self.options), on_device(self.entropy.compressor, self.options):
+            found = self.effort_search.run(x, latent, rate.level, effort, (image.height, image.width), hook)
+        return self.format.write(header, self.entropy.encode(found.symbols, found.params))
+
+    @property
+    def effort_search(self) -> EffortSearch:
+        """The encoder's per-image search (codec/effort.py), built on first use."""
+        if self._effort_search is None:
+            lambdas = self.bundle.info.get("lambdas")
+            if not lambdas:
+                raise InvalidOptionError(
+                    "these weights record no rate-distortion trade-offs (lambdas): effort needs them"
+                )
+            self._effort_search = EffortSearch(self.entropy, self.autoencoder.decoder, lambdas)
+        return self._effort_search
 
     @torch.inference_mode()
     def encode(self, image) -> torch.Tensor:

@@ -24,6 +24,14 @@ DTYPES = ("fp32", "fp16", "bf16")
 ATTENTION = ("sdpa", "eager")
 PAD_MULTIPLE = 64  # images are coded padded to this: autoencoder 8 x compressor 2 x hyperprior 4
 DEFAULT_TILE = 512  # pixel-decoding tile side (px); 0 = no tiling anywhere
+EFFORTS = range(10)  # encoder effort levels (codec/effort.py); 0 = one pass
+
+
+def check_effort(effort) -> int:
+    """Encoder effort 0..9 as an int; InvalidOptionError otherwise."""
+    if isinstance(effort, bool) or not isinstance(effort, Integral) or int(effort) not in EFFORTS:
+        raise InvalidOptionError(f"effort must be an integer from 0 to {EFFORTS.stop - 1}, got {effort!r}")
+    return int(effort)
 
 
 def check_tile(tile: int) -> int:

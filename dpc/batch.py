@@ -59,6 +59,7 @@ class Task:
     fidelity: bool = False  # decompress: the MSE decoder, no refinement
     decoder_weights: Path | None = None  # decompress: perceptual-decoder weights (None = shipped)
     quiet: bool = False  # no stage progress for a single file on a terminal
+    effort: int = 0  # compress: encoder effort 0..9 (codec/effort.py)
 
 
 def read_bytes(path: Path) -> bytes:
@@ -127,17 +128,17 @@ def _skipped_entries(entries: list[Path], inputs: list[Path], out_dir: Path, new
 def process(codec, task: Task, src: Path, dst: Path, progress=None) -> None:
     """Compress or decompress one file; CodecError on bad input or a failed write.
 
-    `progress(stage, done, total)`: the decode's stages as they advance (Codec.decompress)."""
+    `progress(stage, done, total)`: the stages as they advance (the decode's, or the effort search)."""
     check_output(dst, (src,), task.force)  # before the work, which write_atomic then does not waste
     if task.verb == "compress":
         from codec.images import load_image
 
         image = load_image(src, task.max_pixels)
         if task.bpp is not None:
-            data = codec.compress_to_bpp(image, task.bpp, **task.refine)[0]
+            data = codec.compress_to_bpp(image, task.bpp, effort=task.effort, progress=progress, **task.refine)[0]
         else:
             refine = codec.default_refine(task.quality).with_overrides(**task.refine)
-            data = codec.compress(image, task.quality, refine)
+            data = codec.compress(image, task.quality, refine, effort=task.effort, progress=progress)
     else:
         buf = io.BytesIO()
         data = read_bytes(src)
@@ -367,7 +368,16 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # unwinds: write_atomic's `finally` removes its temp file
 
 
+def _quiet_unraisable(info) -> None:
+    """A SIGTERM that lands in a finalizer (an unclosed file's ResourceWarning, mid-import) raises
+    SystemExit where Python can only print it as "Exception ignored ... Traceback": we are being
+    stopped on purpose, so say nothing; anything else is printed as usual."""
+    if not issubclass(info.exc_type, (SystemExit, KeyboardInterrupt)):
+        sys.__unraisablehook__(info)
+
+
 def _worker_main(conn, task: Task, threads: int) -> None:
+    sys.unraisablehook = _quiet_unraisable
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us with SIGTERM
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _sigmask(signal.SIG_UNBLOCK)

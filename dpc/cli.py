@@ -1,6 +1,6 @@
 """`dpc`: the command line.
 
-    dpc compress IN [-o OUT] [--quality Q | --bpp TARGET] [--force] [--jobs N] [--max-pixels N]
+    dpc compress IN [-o OUT] [--quality Q | --bpp TARGET] [--effort N] [--force] [--jobs N] [--max-pixels N]
                  [--steps N --sampler S --guidance G --seed K]   (recorded for the decoder)
     dpc decompress IN.dpc [-o OUT.png] [--force] [--jobs N] [--max-pixels N]
                  [--steps N --sampler S --guidance G --seed K --tile T]   (override the file's)
@@ -107,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="TARGET",
         help="per image, the quality whose file is nearest TARGET bits per pixel (file bytes)",
+    )
+    c.add_argument(
+        "--effort",
+        type=int,
+        choices=range(10),
+        default=0,
+        metavar="N",
+        help="encoder effort 0..9: per image, search the latent for a better rate-distortion point "
+        "(slower, smaller at the same quality; docs/effort.md); 0 = one pass (default)",
     )
     _common(c)
     _refine_options(c, "decoder settings to record in the file (default: the level's measured default)")
@@ -301,6 +310,7 @@ def _compress(args) -> int:
         run_options=_run_option_values(args),
         bpp=args.bpp,
         quiet=args.quiet,
+        effort=args.effort,
     )
     return run(jobs, task, codec, args.jobs, folder=args.input.is_dir(), cluster=cluster)
 

@@ -9,7 +9,7 @@ is not a terminal or with --quiet.
 import sys
 import time
 
-UNITS = {"refine": "steps", "pixels": "tiles"}
+UNITS = {"refine": "steps", "pixels": "tiles", "effort": "steps"}
 
 
 class StageLine:

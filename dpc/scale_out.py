@@ -4,7 +4,7 @@
 
     this process (the driver)                    the cluster (this machine, or `ray start` nodes)
       lists SRC, skips existing outputs   --->     CodecWorker x N: load_codec(task) once (1 CPU, G GPUs)
-      keeps one file in flight per worker <---     process_reply(src, dst): write_atomic as locally
+      keeps IN_FLIGHT files per worker    <---     process_reply(src, dst): write_atomic as locally
       one line per failure, "N ok, M skipped, K failed", the same exit codes (dpc/batch.py)
 
 - ADDRESS: "HOST:PORT" of a running cluster's head; without it RAY_ADDRESS, else a local cluster
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bitstream.container import MAX_PIXELS
 from codec.errors import ClusterError, CodecError, InvalidOptionError
-from codec.options import DEFAULT_TILE
+from codec.options import DEFAULT_TILE, check_effort
 from codec.rate import DEFAULT_QUALITY
 
 from .batch import INTERNAL_ERROR, Task, folder_jobs, load_codec, process_reply, run
@@ -31,6 +31,7 @@ from .files import remove_temp_files
 
 MAX_RESTARTS = 3  # per worker
 MAX_TASK_RETRIES = 3  # per file, when its worker died under it
+IN_FLIGHT = 2  # files queued per worker: the next one is there when a file is done (no round trip idle)
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -135,6 +136,7 @@ def run_folder(
     workers: int | None = None,
     quality: float = DEFAULT_QUALITY,
     bpp: float | None = None,
+    effort: int = 0,
     force: bool = False,
     refine: dict | None = None,
     tile: int = DEFAULT_TILE,
@@ -147,7 +149,8 @@ def run_folder(
 ) -> int:
     """`dpc compress|decompress SRC -o DST --ray` from Python; returns the exit code it would.
 
-    verb "compress" (images -> .dpc) or "decompress" (.dpc -> PNG); `refine`: RefineSettings
+    verb "compress" (images -> .dpc) or "decompress" (.dpc -> PNG); `effort`: compress's encoder
+    effort 0..9 (codec/effort.py); `refine`: RefineSettings
     overrides ({"steps": 4}); `run_options`: RunOptions fields (dtype, int8, ...). Prints the
     same per-file lines and summary on stderr.
     """
@@ -156,6 +159,7 @@ def run_folder(
     if verb not in ("compress", "decompress"):
         raise ValueError(f"verb must be compress or decompress, got {verb!r}")
     suffixes, new_suffix = (IMAGE_SUFFIXES, ".dpc") if verb == "compress" else ({".dpc"}, ".png")
+    check_effort(effort)  # a bad value fails here, not once per file
     cluster = cluster or Cluster()
     cluster.check()
     task = Task(
@@ -172,6 +176,7 @@ def run_folder(
         fidelity=fidelity,
         decoder_weights=decoder_weights,
         quiet=True,
+        effort=effort,
     )
     jobs = folder_jobs(Path(src), None if dst is None else Path(dst), suffixes, new_suffix)
     return run(jobs, task, None, workers, folder=True, cluster=cluster)
@@ -194,8 +199,9 @@ def run_on_ray(batch, cluster: Cluster, n_workers: int | None) -> None:
                 batch.in_flight[index] = dst
                 running[worker.process.remote(index, str(src), str(dst))] = (worker, index, dst)
 
-        for w in workers:
-            give(w)
+        for _ in range(IN_FLIGHT):
+            for w in workers:
+                give(w)
         while running:
             (ref,), _ = ray.wait(list(running), num_returns=1)
             worker, index, dst = running.pop(ref)

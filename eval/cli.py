@@ -32,6 +32,10 @@ def add_eval_parser(sub) -> None:
     )
     e.add_argument("--weights", type=Path, help="our model weights (.safetensors); default: the shipped ones")
     e.add_argument("--device", default="cpu", help="torch device for our codec (default cpu)")
+    e.add_argument(
+        "--effort", type=int, choices=range(10), default=0, metavar="N", help="our encoder effort 0..9 (default 0)"
+    )
+    e.add_argument("--fidelity", action="store_true", help="decode ours with the MSE decoder (highest PSNR / MS-SSIM)")
     e.set_defaults(run=run_eval_command)
 
 
@@ -47,6 +51,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         metric_weights=args.metric_weights,
         weights=args.weights,
         device=args.device,
+        effort=args.effort,
+        fidelity=args.fidelity,
     )
     summary = run_eval(cfg)
     print(f"wrote {args.out}/results.csv, summary.json, report.md and {len(summary['codecs'])} codecs' RD plots")

@@ -56,6 +56,8 @@ def write_report(cfg, table, suite, lowest: dict, skipped: dict, codec) -> dict:
         "images": len({r["image"] for r in rows}),
         "model_id": f"{codec.model_id:04x}",
         "device": str(codec.device),
+        "ours_encode": {"effort": cfg.effort},
+        "ours_decode": "fidelity (MSE decoder)" if cfg.fidelity else "default (perceptual decoder)",
         "machine": platform.processor() or platform.machine(),
         "codecs": codecs,
         "unavailable_codecs": skipped,
@@ -152,7 +154,8 @@ def _markdown(summary: dict, metrics: list, plots: dict) -> str:
     lines = [
         f"# Rate-distortion report: {summary['dataset']}",
         "",
-        f"{summary['images']} images; our model {summary['model_id']} on {summary['device']}; "
+        f"{summary['images']} images; our model {summary['model_id']} on {summary['device']}, "
+        f"effort {summary['ours_encode']['effort']}, {summary['ours_decode']} decode; "
         "rate = file bytes on disk x 8 / pixels.",
         "",
         "| codec | setting | images | bpp | "

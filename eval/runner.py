@@ -42,6 +42,8 @@ class EvalConfig:
     weights: Path | None = None  # our model weights (default: shipped)
     device: str = "cpu"
     targets: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])  # bpp, when "ours" is not run
+    effort: int = 0  # our encoder effort 0..9 (codec/effort.py)
+    fidelity: bool = False  # decode ours with the MSE decoder (the fidelity end) instead of the default
 
 
 def list_images(dataset: Path) -> list[Path]:
@@ -102,6 +104,8 @@ def _check_identity(cfg: EvalConfig, codec: Codec, table: ResultsTable) -> None:
     from bitstream import FORMAT_VERSION
 
     identity = {"model_id": f"{codec.model_id:04x}", "weights": codec.weights_sha256(), "format": FORMAT_VERSION}
+    # recorded only when not the default, so that folders from before these options still resume
+    identity |= ({"effort": cfg.effort} if cfg.effort else {}) | ({"decode": "fidelity"} if cfg.fidelity else {})
     path = cfg.out / "ours_identity.json"
     has_ours = any(key[1] == "ours" for key in table.done)
     if path.exists():
@@ -133,13 +137,13 @@ def _run_ours(codec, image, path, qualities, table, suite, cfg) -> None:
         if (path.name, "ours", setting) in table.done:
             continue
         t0 = time.perf_counter()
-        data = codec.compress(image, q)
+        data = codec.compress(image, q, effort=cfg.effort)
         encode_s = time.perf_counter() - t0
         file = _file_path(cfg, "ours", setting, path, ".dpc")
         file.write_bytes(data)
         size = file.stat().st_size  # the rate is what is on disk
         t0 = time.perf_counter()
-        decoded = codec.decompress(file.read_bytes())
+        decoded = codec.decompress(file.read_bytes(), fidelity=cfg.fidelity)
         decode_s = time.perf_counter() - t0
         row = dict(image=path.name, codec="ours", setting=setting, param=q, target_bpp=None, bytes=size)
         row.update(bpp=bits_per_pixel(size, image), encode_s=encode_s, decode_s=decode_s)

@@ -182,6 +182,11 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, nargs=2, default=[4, 2], help="ResBlocks at H/8 and H/4 (new decoders)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast for the forward passes (fp32 weights and optimiser); pays only on CPUs with AMX",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -247,6 +252,7 @@ def main() -> None:
             "lr": args.lr,
             "ema": args.ema,
             "device": "cpu",
+            "autocast": "bf16" if args.bf16 else "fp32",
             "threads": torch.get_num_threads(),
             "train_photos": len(crops.keep),
             "qualities": list(args.qualities) + ["one random per photo"],
@@ -261,29 +267,32 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         x, z, level = crops.batch(args.batch)
-        y = decoder(z, level)
-        mse = (y - x).pow(2).mean()
-        # LPIPS on a random 0-3 px shift of both images: AlexNet's first layer has stride 4, and
-        # with crops always aligned to the latent grid the decoder learns a periodic pattern in
-        # phase with it that lowers LPIPS without looking any better. A random phase removes it.
-        dy, dx = (int(v) for v in crops.rng.integers(0, 4, 2))
-        perceptual = lpips(y[..., dy:, dx:] * 2 - 1, x[..., dy:, dx:] * 2 - 1).mean()
-        loss = args.mse * mse / 0.01 + args.lpips * perceptual
-        d_term = torch.zeros(())
-        if dists is not None:
-            d_term = dists(x, y.clamp(0, 1), require_grad=True, batch_average=True)
-            loss = loss + args.dists * d_term
-        g_adv, d_loss = torch.zeros(()), torch.zeros(())
-        if disc is not None:
-            disc.requires_grad_(False)
-            g_adv = nn.functional.softplus(-disc(y, z)).mean()
-            loss = loss + args.gan * g_adv
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            y = decoder(z, level).float()
+            mse = (y - x).pow(2).mean()
+            # LPIPS on a random 0-3 px shift of both images: AlexNet's first layer has stride 4, and
+            # with crops always aligned to the latent grid the decoder learns a periodic pattern in
+            # phase with it that lowers LPIPS without looking any better. A random phase removes it.
+            dy, dx = (int(v) for v in crops.rng.integers(0, 4, 2))
+            perceptual = lpips(y[..., dy:, dx:] * 2 - 1, x[..., dy:, dx:] * 2 - 1).mean()
+            loss = args.mse * mse / 0.01 + args.lpips * perceptual
+            d_term = torch.zeros(())
+            if dists is not None:
+                d_term = dists(x, y.clamp(0, 1), require_grad=True, batch_average=True)
+                loss = loss + args.dists * d_term
+            g_adv, d_loss = torch.zeros(()), torch.zeros(())
+            if disc is not None:
+                disc.requires_grad_(False)
+                g_adv = nn.functional.softplus(-disc(y, z).float()).mean()
+                loss = loss + args.gan * g_adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if disc is not None:
             disc.requires_grad_(True)
-            d_loss = nn.functional.softplus(-disc(x, z)).mean() + nn.functional.softplus(disc(y.detach(), z)).mean()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                real, fake = disc(x, z).float(), disc(y.detach(), z).float()
+            d_loss = nn.functional.softplus(-real).mean() + nn.functional.softplus(fake).mean()
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()

@@ -75,7 +75,7 @@ def test_a_rerun_skips_finished_pairs_and_completes_only_the_missing_ones(datase
 
     calls = []
     real = Codec.compress
-    monkeypatch.setattr(Codec, "compress", lambda self, im, q=3: calls.append(q) or real(self, im, q))
+    monkeypatch.setattr(Codec, "compress", lambda self, im, q=3, **kw: calls.append(q) or real(self, im, q, **kw))
     run_eval(_config(dataset, out), progress=False)
 
     assert calls == [6]

@@ -1,0 +1,245 @@
+"""Encoder effort: refine one image's latent y for its rate level's rate-distortion trade-off.
+
+    image x --E, g_a--> y (amortised: one pass, what effort 0 codes)
+      repeat `rounds` times:
+        z symbols = round(h_a(y) x gain_z - medians)   ->  means, scales (float64 entropy parameters)
+        `iterations / rounds` Adam steps on v = y x gain_y (the gained domain: quantiser step 1):
+            v_hat = floor(r) + sigmoid((frac(r) - 1/2) / tau) + means,  r = v - means
+                    (soft rounding; tau falls from 0.5 to 0.05, to nearly hard rounding)
+            J = bits(v_hat | means, scales) / pixels + lambda x 255^2 x MSE(D(g_s(v_hat / gain_y)), x)
+        the exact J of the rounded symbols (file bytes, the fidelity decoder's pixels) is measured,
+        with the round's z and with z re-derived from the new y; the best set of symbols so far
+        is kept (the one-pass symbols included: the search never returns a worse J)
+
+The decoder, the weights and the format do not change: a file written with effort decodes
+as any other. lambda is the training trade-off of the level (the weight file's `lambdas`,
+log-interpolated between levels like the gains); the distortion counts the image's own
+pixels, not the padding. Yang et al. 2020 ("Improving inference for neural image
+compression") measure what such per-image search recovers of the amortisation gap; their
+annealed stochastic rounding is the idea behind the deterministic soft rounding here.
+
+Large images are searched on tiles of y (TILE, with HALO of fixed context each side), one
+after the other, so memory stays flat; images up to TILE x 16 px a side are one tile.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .entropy import HyperpriorCodec, Symbols
+from .entropy.compressor import SYMBOL_LIMIT, HyperParams, medians, scale_table
+from .options import check_effort
+from .pixels import PLAIN_HALO
+from .tiling import tile_map
+
+# Adam steps per effort level: each costs one pass of g_s and the fidelity decoder, forward and
+# backward, over the image (docs/effort.md has the time per Kodak image and what each level saves).
+ITERATIONS = (0, 6, 10, 16, 24, 32, 40, 48, 56, 64)
+ROUNDS = (0, 1, 1, 2, 2, 2, 2, 3, 3, 3)  # z (and with it y's entropy parameters) re-derived per round
+TILE, HALO = 48, 8  # y px (x16 image px); the halo about covers g_s and the decoder's receptive field
+EXACT_TILE = 1024  # image px: the exact measurement decodes on tiles, as decompress does
+MSSSIM_TO_MSE = 0.02  # (1 - MS-SSIM) -> MSE units (scripts/train.py's mix)
+MSSSIM_MIN_SIDE = 161  # px: 5 scales of the 11-px window
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How the search steps (chosen on the BSDS500 validation photos: docs/effort.md)."""
+
+    learning_rate: float = 0.05  # Adam, in quantiser steps; cosine decay to a tenth within a round
+    tau_start: float = 0.5  # soft-rounding temperature, annealed geometrically within a round ...
+    tau_end: float = 0.05  # ... to nearly hard rounding
+    msssim_weight: float = 0.5  # share of MS-SSIM in the distortion (0 = MSE only, what the weights were trained on)
+    iterations: tuple[int, ...] = ITERATIONS
+    rounds: tuple[int, ...] = ROUNDS
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    symbols: Symbols
+    params: HyperParams
+    cost: float  # J of the kept symbols (bits per pixel + lambda x 255^2 x MSE)
+    amortised_cost: float  # J of effort 0's symbols
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What J measures against: the padded image (1,3,H,W), its real-pixel mask (1,1,H,W), the trade-off."""
+
+    x: Tensor
+    mask: Tensor
+    gain_y: Tensor  # (1,M,1,1)
+    lam: float
+    pixels: int  # real pixels (J is per pixel of the image, not of the padding)
+
+    def crop(self, rows: slice, cols: slice) -> "_Target":
+        """The part under y rows/cols (x16 image px)."""
+        px = (slice(16 * rows.start, 16 * rows.stop), slice(16 * cols.start, 16 * cols.stop))
+        return _Target(self.x[..., px[0], px[1]], self.mask[..., px[0], px[1]], self.gain_y, self.lam, self.pixels)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    symbols: Symbols
+    params: HyperParams
+    cost: float
+
+
+class EffortSearch:
+    """Per-image search of y for `HyperpriorCodec` (see the module docstring)."""
+
+    def __init__(self, entropy: HyperpriorCodec, decoder: torch.nn.Module, lambdas: list[float], settings=None):
+        self.entropy, self.decoder = entropy, decoder
+        self.settings = settings or SearchSettings()
+        self.compressor = entropy.compressor
+        self.log_lambdas = [math.log(v) for v in lambdas]
+
+    def lam(self, level: float) -> float:
+        """The level's rate-distortion trade-off: log-linear between trained levels, extended beyond."""
+        ll, last = self.log_lambdas, len(self.log_lambdas) - 1
+        i = min(max(math.floor(level), 0), last - 1)
+        return math.exp(ll[i] + (level - i) * (ll[i + 1] - ll[i]))
+
+    def run(
+        self,
+        x: Tensor,
+        latent: Tensor,
+        level: float,
+        effort: int,
+        size: tuple[int, int],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> SearchResult:
+        """x (1,3,H_pad,W_pad) in [0,1], its latent (1,C,H_pad/8,W_pad/8), size (H, W) of the real image.
+
+        `progress(done, total)` after every step (total: the level's iterations x tiles).
+        """
+        effort = check_effort(effort)
+        # the caller may be in inference mode (Codec.compress); the search needs autograd
+        with torch.inference_mode(False):
+            iterations, rounds = self.settings.iterations[effort], self.settings.rounds[effort]
+            comp = self.compressor
+            with torch.no_grad():
+                x, latent = x.clone(), latent.clone()  # normal tensors: autograd may see them
+                mask = torch.zeros_like(x[:, :1])
+                mask[..., : size[0], : size[1]] = 1
+                target = _Target(x, mask, comp.gains(level)[0].float(), self.lam(level), size[0] * size[1])
+                v = comp.g_a(latent) * target.gain_y
+            best = self._exact(v, target, level)
+            amortised = best.cost
+            h, w = v.shape[2:]
+            tiles = [(r, c) for r in range(0, h, TILE) for c in range(0, w, TILE)]
+            total, done = iterations * len(tiles), 0
+            for r in range(rounds):
+                if r:  # start each round from the best symbols so far, dequantised
+                    v = torch.from_numpy(best.symbols.y).to(v) + best.params.means.to(v)
+                means = best.params.means.to(v)
+                scales = torch.tensor(scale_table(), device=v.device)[best.params.indexes.to(v.device).long()]
+                n = iterations * (r + 1) // rounds - iterations * r // rounds
+                for r0, c0 in tiles:
+                    rows, cols = slice(r0, min(h, r0 + TILE)), slice(c0, min(w, c0 + TILE))
+                    v = self._search_tile(v, means, scales, target, rows, cols, n, done, total, progress)
+                    done += n
+                # the round's z (the parameters it searched under), or z re-derived from the new y
+                candidates = (self._exact(v, target, level, best.symbols.z), self._exact(v, target, level))
+                best = min((best, *candidates), key=lambda c: c.cost)
+            return SearchResult(best.symbols, best.params, best.cost, amortised)
+
+    def _search_tile(self, v, means, scales, target, rows, cols, n, done, total, progress) -> Tensor:
+        """n Adam steps on v[rows, cols] (y px) with HALO px of fixed context each side; returns all of v."""
+        h, w = v.shape[2:]
+        box = (slice(max(0, rows.start - HALO), min(h, rows.stop + HALO)),
+               slice(max(0, cols.start - HALO), min(w, cols.stop + HALO)))  # fmt: skip
+        keep = torch.zeros_like(v[..., box[0], box[1]], dtype=torch.bool)
+        keep[
+            ...,
+            rows.start - box[0].start : rows.stop - box[0].start,
+            cols.start - box[1].start : cols.stop - box[1].start,
+        ] = True
+        part = target.crop(*box)
+        pixel_keep = keep[:, :1].repeat_interleave(16, 2).repeat_interleave(16, 3) & (part.mask > 0)
+        means, scales = means[..., box[0], box[1]], scales[..., box[0], box[1]]
+        with torch.enable_grad():
+            u = v[..., box[0], box[1]].detach().clone().requires_grad_(True)
+            cfg = self.settings
+            opt = torch.optim.Adam([u], lr=cfg.learning_rate)
+            for k in range(n):
+                for g in opt.param_groups:  # cosine decay to a tenth
+                    g["lr"] = cfg.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * k / n)))
+                # soft rounding: the residual's fraction through a sigmoid that sharpens as tau
+                # falls, so early steps see how close each symbol is to flipping (plain
+                # straight-through rounding moved bits and distortion the wrong way here)
+                tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** (k / max(1, n - 1))
+                floor = torch.floor(u - means).detach()
+                q = floor + torch.sigmoid((u - means - floor - 0.5) / tau) + means
+                bits = _gaussian_bits(q - means, scales)[keep].sum()
+                x_hat = self.decoder(self.compressor.g_s(q / part.gain_y))
+                err = _distortion(x_hat, part.x, pixel_keep, cfg.msssim_weight)
+                cost = (bits + part.lam * 255**2 * err) / part.pixels
+                (grad,) = torch.autograd.grad(cost, [u])
+                u.grad = grad * keep  # the halo is context only (Adam leaves zero-gradient entries alone)
+                opt.step()
+                if progress:
+                    progress(done + k + 1, total)
+        out = v.clone()
+        out[..., box[0], box[1]] = torch.where(keep, u.detach(), out[..., box[0], box[1]])
+        return out
+
+    def _tiled_distortion(self, x_hat: Tensor, target: _Target) -> float:
+        """The summed distortion of the whole image, on the search's tiles (MS-SSIM per tile, as searched)."""
+        size, total = 16 * TILE, 0.0
+        for r in range(0, x_hat.shape[2], size):
+            for c in range(0, x_hat.shape[3], size):
+                box = (..., slice(r, r + size), slice(c, c + size))
+                keep = target.mask[box] > 0
+                total += float(_distortion(x_hat[box], target.x[box], keep, self.settings.msssim_weight))
+        return total
+
+    def _exact(self, v: Tensor, target: _Target, level: float, z_symbols: np.ndarray | None = None) -> _Candidate:
+        """Round v as the coder does and measure J exactly (the entropy-coded bytes, the fidelity
+        decoder's pixels): with these z symbols, or (None) with z re-derived from v by h_a."""
+        entropy, comp = self.entropy, self.compressor
+        with torch.no_grad():
+            y = v / target.gain_y
+            if z_symbols is None:
+                gain_z = comp.gains(level)[1].float()
+                z = torch.round(comp.h_a(y) * gain_z - medians(comp.entropy_bottleneck))
+                z_symbols = z.clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT).to(torch.int32).cpu().numpy()
+            params = entropy.hyper_params(z_symbols, level)
+            y_symbols = comp.y_symbols(y, params, level).cpu().numpy()
+            symbols = Symbols(z=z_symbols, y=y_symbols)
+            sections = entropy.encode(symbols, params)
+            latent = entropy.synthesise(y_symbols, params, level)
+            x_hat = tile_map(self.decoder, latent, EXACT_TILE // 8, PLAIN_HALO, PLAIN_HALO, up=8)
+            err = self._tiled_distortion(x_hat, target)
+        bits = 8 * (len(sections.z_data) + len(sections.y_data))
+        return _Candidate(symbols, params, (bits + target.lam * 255**2 * err) / target.pixels)
+
+
+def _distortion(x_hat: Tensor, x: Tensor, keep: Tensor, msssim_weight: float) -> Tensor:
+    """Summed distortion over the kept pixels (1,1,H,W bool) in MSE units: per pixel (1 - w) x MSE
+    + w x MSSSIM_TO_MSE x (1 - MS-SSIM of the kept box), as scripts/train.py's --msssim-weight.
+    A box under MSSSIM_MIN_SIDE px a side (too small for 5 scales) counts MSE only."""
+    count = keep.sum()
+    mse_sum = ((x_hat - x) ** 2 * keep).sum() / 3
+    if not msssim_weight or count == 0:
+        return mse_sum
+    rows, cols = keep[0, 0].any(1).nonzero(), keep[0, 0].any(0).nonzero()
+    box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    if min(box[0].stop - box[0].start, box[1].stop - box[1].start) < MSSSIM_MIN_SIDE:
+        return mse_sum
+    from pytorch_msssim import ms_ssim  # only here: most encodes never need it
+
+    sim = ms_ssim(x_hat[..., box[0], box[1]].clamp(0, 1), x[..., box[0], box[1]], data_range=1.0)
+    return (1 - msssim_weight) * mse_sum + msssim_weight * MSSSIM_TO_MSE * (1 - sim) * count
+
+
+def _gaussian_bits(residual: Tensor, scales: Tensor) -> Tensor:
+    """-log2 P(integer residual) under N(0, scale) over unit bins (CompressAI's GaussianConditional
+    likelihood: on the negative side of the curve, where the normal CDF keeps its precision)."""
+    r = residual.abs()
+    p = torch.special.ndtr((0.5 - r) / scales) - torch.special.ndtr((-0.5 - r) / scales)
+    return -torch.log2(p.clamp_min(1e-9))
