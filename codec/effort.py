@@ -59,14 +59,6 @@ class SearchSettings:
 
 
 @dataclass(frozen=True)
-class SearchResult:
-    symbols: Symbols
-    params: HyperParams
-    cost: float  # J of the kept symbols (bits per pixel + lambda x 255^2 x MSE)
-    amortised_cost: float  # J of effort 0's symbols
-
-
-@dataclass(frozen=True)
 class _Target:
     """What J measures against: the padded image (1,3,H,W), its real-pixel mask (1,1,H,W), the trade-off."""
 
@@ -83,7 +75,9 @@ class _Target:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class SearchResult:
+    """One set of symbols and its exact J (bits per pixel + lambda x 255^2 x distortion)."""
+
     symbols: Symbols
     params: HyperParams
     cost: float
@@ -128,8 +122,7 @@ class EffortSearch:
                 mask[..., : size[0], : size[1]] = 1
                 target = _Target(x, mask, comp.gains(level)[0].float(), self.lam(level), size[0] * size[1])
                 v = comp.g_a(latent) * target.gain_y
-            best = self._exact(v, target, level)
-            amortised = best.cost
+            best = self._exact(v, target, level)  # the one-pass symbols: never returned worse
             h, w = v.shape[2:]
             tiles = [(r, c) for r in range(0, h, TILE) for c in range(0, w, TILE)]
             total, done = iterations * len(tiles), 0
@@ -146,7 +139,7 @@ class EffortSearch:
                 # the round's z (the parameters it searched under), or z re-derived from the new y
                 candidates = (self._exact(v, target, level, best.symbols.z), self._exact(v, target, level))
                 best = min((best, *candidates), key=lambda c: c.cost)
-            return SearchResult(best.symbols, best.params, best.cost, amortised)
+            return best
 
     def _search_tile(self, v, means, scales, target, rows, cols, n, done, total, progress) -> Tensor:
         """n Adam steps on v[rows, cols] (y px) with HALO px of fixed context each side; returns all of v."""
@@ -198,7 +191,7 @@ class EffortSearch:
                 total += float(_distortion(x_hat[box], target.x[box], keep, self.settings.msssim_weight))
         return total
 
-    def _exact(self, v: Tensor, target: _Target, level: float, z_symbols: np.ndarray | None = None) -> _Candidate:
+    def _exact(self, v: Tensor, target: _Target, level: float, z_symbols: np.ndarray | None = None) -> SearchResult:
         """Round v as the coder does and measure J exactly (the entropy-coded bytes, the fidelity
         decoder's pixels): with these z symbols, or (None) with z re-derived from v by h_a."""
         entropy, comp = self.entropy, self.compressor
@@ -216,7 +209,7 @@ class EffortSearch:
             x_hat = tile_map(self.decoder, latent, EXACT_TILE // 8, PLAIN_HALO, PLAIN_HALO, up=8)
             err = self._tiled_distortion(x_hat, target)
         bits = 8 * (len(sections.z_data) + len(sections.y_data))
-        return _Candidate(symbols, params, (bits + target.lam * 255**2 * err) / target.pixels)
+        return SearchResult(symbols, params, (bits + target.lam * 255**2 * err) / target.pixels)
 
 
 def _distortion(x_hat: Tensor, x: Tensor, keep: Tensor, msssim_weight: float) -> Tensor:

@@ -36,7 +36,7 @@ from codec.errors import (
     InvalidOptionError,
 )
 from codec.exit_codes import EXIT_CODES
-from codec.options import DEFAULT_TILE, check_tile
+from codec.options import DEFAULT_TILE, EFFORTS, check_tile
 
 # Only light modules here (no numpy, torch or PIL): `dpc` (dpc/entry.py, or main() here) sets
 # its signal handling before anything slow is imported, so Ctrl-C in the first seconds ends as later.
@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--effort",
         type=int,
-        choices=range(10),
+        choices=EFFORTS,
         default=0,
         metavar="N",
         help="encoder effort 0..9: per image, search the latent for a better rate-distortion point "

@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from codec.options import EFFORTS
+
 
 def _csv(kind):
     return lambda text: [kind(t) for t in text.split(",") if t]
@@ -33,7 +35,7 @@ def add_eval_parser(sub) -> None:
     e.add_argument("--weights", type=Path, help="our model weights (.safetensors); default: the shipped ones")
     e.add_argument("--device", default="cpu", help="torch device for our codec (default cpu)")
     e.add_argument(
-        "--effort", type=int, choices=range(10), default=0, metavar="N", help="our encoder effort 0..9 (default 0)"
+        "--effort", type=int, choices=EFFORTS, default=0, metavar="N", help="our encoder effort 0..9 (default 0)"
     )
     e.add_argument("--fidelity", action="store_true", help="decode ours with the MSE decoder (highest PSNR / MS-SSIM)")
     e.set_defaults(run=run_eval_command)
