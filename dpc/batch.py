@@ -36,6 +36,7 @@ from codec.errors import (
 )
 from codec.options import DEFAULT_TILE
 
+from .entry import raise_if_received
 from .files import InputSet, check_output, check_writable, remove_temp_files, unwritable_reason, write_atomic
 from .progress import StageLine
 
@@ -129,6 +130,7 @@ def process(codec, task: Task, src: Path, dst: Path, progress=None) -> None:
     """Compress or decompress one file; CodecError on bad input or a failed write.
 
     `progress(stage, done, total)`: the stages as they advance (the decode's, or the effort search)."""
+    raise_if_received()  # a signal a library swallowed during the imports: stop before any output
     check_output(dst, (src,), task.force)  # before the work, which write_atomic then does not waste
     if task.verb == "compress":
         from codec.images import load_image

@@ -41,15 +41,16 @@ from codec.options import DEFAULT_TILE, EFFORTS, check_tile
 # Only light modules here (no numpy, torch or PIL): `dpc` (dpc/entry.py, or main() here) sets
 # its signal handling before anything slow is imported, so Ctrl-C in the first seconds ends as later.
 from .batch import Task, folder_jobs, read_bytes, run
-from .entry import Terminated
-from .entry import on_sigterm as _on_sigterm
+from .entry import Terminated, on_signal, received
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run `dpc ARGS`; returns the exit code (codec/exit_codes.py). Ctrl-C and SIGTERM end in one
     line and 130 / 143 at any moment: the handlers are in place before the slow imports."""
     in_main_thread = threading.current_thread() is threading.main_thread()
-    old_sigterm = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    if in_main_thread:
+        received.clear()  # dpc/entry.py has honoured any from its imports; an earlier in-process run's are gone
+    old_sigterm = signal.signal(signal.SIGTERM, on_signal) if in_main_thread else None
     pillow_log = logging.getLogger("PIL")
     if not pillow_log.handlers:  # what Pillow logs about a damaged image, our one line says
         pillow_log.addHandler(logging.NullHandler())
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dpc: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 143 if terminated else 130
     except Exception as exc:  # a bug, not bad input: still one line unless asked
+        if received:  # what a signal swallowed mid-import left half-done (a module without its names)
+            terminated = signal.SIGTERM in received
+            print(f"dpc: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+            return 143 if terminated else 130
         if os.environ.get("DPC_DEBUG"):
             raise
         print(f"dpc: internal error: {type(exc).__name__}: {exc} (set DPC_DEBUG=1 for a traceback)", file=sys.stderr)

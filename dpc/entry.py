@@ -7,8 +7,10 @@ SIGTERM handler (SIGINT is Python's KeyboardInterrupt from the start); dpc/cli.p
 keeps them for the run. Only the interpreter's own start-up (about 0.1 s) comes before.
 
 Some libraries import optional parts under a bare `except:`, which would swallow the
-KeyboardInterrupt and let the command run on as if never interrupted. So during the imports
-both signals are also recorded, and a signal that came is honoured once they are done.
+KeyboardInterrupt (and later imports, torch's among them, happen inside the command). So every
+SIGINT / SIGTERM is also recorded (`received`): a signal that came is honoured once the
+imports are done, before any work (`raise_if_received`, called by dpc/batch.py), and an error
+that follows a swallowed signal is reported as the interruption it is (dpc/cli.py).
 """
 
 import signal
@@ -19,32 +21,30 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so that outputs in progress are cleaned up as for Ctrl-C."""
 
 
-def on_sigterm(signum, frame):
-    raise Terminated()
+received: list[int] = []  # the SIGINT / SIGTERM this run got, also one that a library swallowed
+
+
+def on_signal(signum, frame):
+    """SIGTERM -> Terminated, SIGINT -> KeyboardInterrupt, and a record of it in `received`."""
+    received.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def raise_if_received() -> None:
+    """At a safe point (the imports done, nothing written yet): raise for a signal that came
+    while a library's bare `except:` was running, and was swallowed there."""
+    if received:
+        raise Terminated() if signal.SIGTERM in received else KeyboardInterrupt()
 
 
 def main() -> int:
-    received = []  # signals that came during the imports, caught or swallowed by a library
-
-    def on_sigint_importing(signum, frame):
-        received.append(signum)
-        raise KeyboardInterrupt()
-
-    def on_sigterm_importing(signum, frame):
-        received.append(signum)
-        raise Terminated()
-
-    sigint = signal.getsignal(signal.SIGINT)  # SIG_IGN when started in the background: left so
-    signal.signal(signal.SIGTERM, on_sigterm_importing)
-    if sigint is signal.default_int_handler:
-        signal.signal(signal.SIGINT, on_sigint_importing)
+    signal.signal(signal.SIGTERM, on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # SIG_IGN in the background: left so
+        signal.signal(signal.SIGINT, on_signal)
     try:
         from .cli import main as run
     except KeyboardInterrupt:  # during the imports: nothing is written yet
         pass
-    finally:
-        signal.signal(signal.SIGTERM, on_sigterm)
-        signal.signal(signal.SIGINT, sigint)
     if received:
         terminated = signal.SIGTERM in received
         print(f"dpc: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
