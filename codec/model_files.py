@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # importing it imports CompressAI, which decoding never needs
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "dpc-v1.safetensors"
 DEFAULT_PRIOR_WEIGHTS = Path(__file__).parent / "weights" / "dpc-prior-v1.safetensors"
-DEFAULT_DECODER_WEIGHTS = Path(__file__).parent / "weights" / "dpc-decoder-v3.safetensors"
+DEFAULT_DECODER_WEIGHTS = Path(__file__).parent / "weights" / "dpc-decoder-v4.safetensors"
 FORMAT_TAG = "dpcodec-weights-1"
 PRIOR_FORMAT_TAG = "dpcodec-prior-1"
 DECODER_FORMAT_TAG = "dpcodec-decoder-1"

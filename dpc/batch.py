@@ -98,6 +98,7 @@ def folder_jobs(src: Path, out: Path | None, suffixes, new_suffix: str) -> list[
                 f"{by_stem[f.stem].name} and {f.name} would both be written to {out_dir / (f.stem + new_suffix)}"
             )
         by_stem[f.stem] = f
+    created = None if out_dir.is_dir() else out_dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -105,7 +106,25 @@ def folder_jobs(src: Path, out: Path | None, suffixes, new_suffix: str) -> list[
     verb = "compress" if new_suffix == ".dpc" else "decompress"
     for note in skipped:
         print(f"dpc: {verb}: {note}", file=sys.stderr)
-    return [(f, out_dir / (f.stem + new_suffix)) for f in files]
+    return FolderJobs(((f, out_dir / (f.stem + new_suffix)) for f in files), created)
+
+
+class FolderJobs(list):
+    """folder_jobs' (input, output) pairs, and the output folder if this run created it.
+
+    A run that stops before its first output (a bad option the Ray workers find, Ctrl-C while
+    the model loads) removes that folder again: a failed command leaves nothing behind."""
+
+    def __init__(self, pairs, created: Path | None):
+        super().__init__(pairs)
+        self.created = created
+
+    def remove_created_folder(self) -> None:
+        if self.created is not None:
+            try:
+                self.created.rmdir()  # only if still empty: never anything a worker wrote
+            except OSError:
+                pass
 
 
 def _skipped_entries(entries: list[Path], inputs: list[Path], out_dir: Path, new_suffix: str) -> list[str]:
@@ -221,6 +240,8 @@ class _Batch:
                 self._sequential(codec)
         except BaseException:
             self._shutdown()
+            if self.ok == 0 and isinstance(self.jobs, FolderJobs):
+                self.jobs.remove_created_folder()
             raise
         self._report()
         return next((code for _, (_, code) in sorted(self.failures.items())), 0)

@@ -176,7 +176,13 @@ def main() -> None:
     ap.add_argument("--mse", type=float, default=1.0, help="weight of MSE / 0.01")
     ap.add_argument("--lpips", type=float, default=1.0)
     ap.add_argument("--dists", type=float, default=0.0)
+    ap.add_argument("--dists-crops", type=int, default=0, help="DISTS on the first N crops of a batch (0 = all; VGG is most of a step)")
     ap.add_argument("--gan", type=float, default=0.0, help="generator loss weight (0 = no discriminator)")
+    ap.add_argument(
+        "--phase-all",
+        action="store_true",
+        help="random sub-grid shifts for DISTS (0-3 px) and the discriminator (0-7 px) too, not only LPIPS",
+    )
     ap.add_argument("--d-lr", type=float, default=1e-4)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--blocks", type=int, nargs=2, default=[4, 2], help="ResBlocks at H/8 and H/4 (new decoders)")
@@ -247,7 +253,9 @@ def main() -> None:
                 "mse/0.01": args.mse,
                 "lpips_alex (random 0-3 px shift)": args.lpips,
                 "dists": args.dists,
+                "dists_crops": args.dists_crops or args.batch,
                 "gan": args.gan,
+                "random_phase": "lpips, dists, discriminator" if args.phase_all else "lpips",
             },
             "lr": args.lr,
             "ema": args.ema,
@@ -278,12 +286,25 @@ def main() -> None:
             loss = args.mse * mse / 0.01 + args.lpips * perceptual
             d_term = torch.zeros(())
             if dists is not None:
-                d_term = dists(x, y.clamp(0, 1), require_grad=True, batch_average=True)
+                n = args.dists_crops or len(x)
+                # The same phase argument as for LPIPS: VGG's pooling grid, too, is fixed.
+                ds, dt = (int(v) for v in crops.rng.integers(0, 4, 2)) if args.phase_all else (0, 0)
+                d_term = dists(x[:n, :, ds:, dt:], y[:n, :, ds:, dt:].clamp(0, 1), require_grad=True, batch_average=True)
                 loss = loss + args.dists * d_term
             g_adv, d_loss = torch.zeros(()), torch.zeros(())
             if disc is not None:
+                # The discriminator's strides make an 8 px grid aligned with the latent's; a
+                # periodic pattern in phase with it can fool it. With --phase-all it sees the
+                # image shifted by 0-7 px against its latent cells (real and fake alike).
+                if args.phase_all:
+                    sy, sx = (int(v) for v in crops.rng.integers(0, 8, 2))
+                    h, w = z.shape[-2] - 1, z.shape[-1] - 1
+                    window = (slice(None), slice(None), slice(sy, sy + 8 * h), slice(sx, sx + 8 * w))
+                    d_x, d_y, d_z = x[window], y[window], z[..., :h, :w]
+                else:
+                    d_x, d_y, d_z = x, y, z
                 disc.requires_grad_(False)
-                g_adv = nn.functional.softplus(-disc(y, z).float()).mean()
+                g_adv = nn.functional.softplus(-disc(d_y, d_z).float()).mean()
                 loss = loss + args.gan * g_adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -291,7 +312,7 @@ def main() -> None:
         if disc is not None:
             disc.requires_grad_(True)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                real, fake = disc(x, z).float(), disc(y.detach(), z).float()
+                real, fake = disc(d_x, d_z).float(), disc(d_y.detach(), d_z).float()
             d_loss = nn.functional.softplus(-real).mean() + nn.functional.softplus(fake).mean()
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()

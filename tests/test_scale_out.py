@@ -12,6 +12,8 @@ import pytest
 from helpers import psnr
 from PIL import Image
 
+from codec.errors import InvalidOptionError
+
 ray = pytest.importorskip("ray")
 
 
@@ -107,6 +109,16 @@ def test_a_worker_killed_mid_job_has_its_files_retried_and_nothing_is_lost(clust
     codec = Codec.load()
     for f in out.iterdir():  # every file whole and decodable
         assert np.asarray(codec.decompress(f.read_bytes())).shape == (192, 256, 3)
+
+
+def test_a_bad_quality_found_by_the_workers_leaves_no_output_folder(cluster, dpc, pictures, tmp_path):
+    """The driver loads no weights, so the workers find -q 9 out of range; the folder this run made goes again."""
+    r = dpc("compress", pictures, "-o", tmp_path / "packed", "--ray", "-q", "9")
+    assert r.code == InvalidOptionError.exit_code and "quality must be between" in r.err, r.err
+    assert not (tmp_path / "packed").exists()
+    (tmp_path / "mine").mkdir()  # a folder that was there before the run stays
+    assert dpc("compress", pictures, "-o", tmp_path / "mine", "--ray", "-q", "9").code == InvalidOptionError.exit_code
+    assert (tmp_path / "mine").is_dir()
 
 
 def test_an_unreachable_cluster_fails_in_one_line(dpc, pictures, tmp_path):
