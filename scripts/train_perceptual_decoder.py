@@ -176,7 +176,12 @@ def main() -> None:
     ap.add_argument("--mse", type=float, default=1.0, help="weight of MSE / 0.01")
     ap.add_argument("--lpips", type=float, default=1.0)
     ap.add_argument("--dists", type=float, default=0.0)
-    ap.add_argument("--dists-crops", type=int, default=0, help="DISTS on the first N crops of a batch (0 = all; VGG is most of a step)")
+    ap.add_argument(
+        "--dists-crops",
+        type=int,
+        default=0,
+        help="DISTS on the first N crops of a batch (0 = all; VGG is most of a step)",
+    )
     ap.add_argument("--gan", type=float, default=0.0, help="generator loss weight (0 = no discriminator)")
     ap.add_argument(
         "--phase-all",
@@ -289,7 +294,8 @@ def main() -> None:
                 n = args.dists_crops or len(x)
                 # The same phase argument as for LPIPS: VGG's pooling grid, too, is fixed.
                 ds, dt = (int(v) for v in crops.rng.integers(0, 4, 2)) if args.phase_all else (0, 0)
-                d_term = dists(x[:n, :, ds:, dt:], y[:n, :, ds:, dt:].clamp(0, 1), require_grad=True, batch_average=True)
+                x_d, y_d = x[:n, :, ds:, dt:], y[:n, :, ds:, dt:].clamp(0, 1)
+                d_term = dists(x_d, y_d, require_grad=True, batch_average=True)
                 loss = loss + args.dists * d_term
             g_adv, d_loss = torch.zeros(()), torch.zeros(())
             if disc is not None:
