@@ -15,6 +15,7 @@ _SOURCES = {  # public name -> the submodule that defines it (imported on first 
             "FORMAT_VERSION",
             "MAGIC",
             "RATE_OFFSET_VERSION",
+            "TWO_PASS_VERSION",
             "BitstreamLimits",
             "Container",
             "Header",

@@ -10,6 +10,10 @@ Layout (specified in docs/bitstream.md; all multi-byte integers little-endian,
     | z section | y section (runs up to the trailer)
     | symbol check (2) | CRC-16 of everything before it (2)
 
+Version 4 (weights with a checkerboard context, codec/entropy/context.py) always has the rate
+offset and codes y in two passes: ... | z section | y anchors length varint | y anchors section
+| y non-anchors section (runs up to the trailer) | symbol check | CRC.
+
 A typical 768x512 file spends 20 bytes outside the coded sections (19 when
 the z section is under 128 bytes): 4 of them are the decoder hints.
 Parsing checks every field against `BitstreamLimits` before anything is sized
@@ -28,7 +32,8 @@ from .varint import VarintError, decode_varint, encode_varint
 MAGIC = b"DP"
 FORMAT_VERSION = 2  # 2: decoder hints carry the refinement settings (bitstream/hints.py)
 RATE_OFFSET_VERSION = 3  # 3: adds a rate offset (written only for rates off the trained levels)
-SUPPORTED_VERSIONS = (1, 2, 3)
+TWO_PASS_VERSION = 4  # 4: y in two sections (checkerboard anchors, then the rest); the rate offset always
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
 MAX_HINTS_BYTES = 64
 # 67 Mpx, e.g. 8192 x 8192: the default cap on images and .dpc files. Decoding work and memory
 # follow the size a header claims (docs/reliability.md): services decoding untrusted files may want less.
@@ -80,13 +85,15 @@ class Header:
 class Container:
     header: Header
     z_data: bytes  # entropy-coded hyper-latent symbols
-    y_data: bytes  # entropy-coded latent symbols
+    y_data: bytes  # entropy-coded latent symbols (version 4: the checkerboard's anchors)
     symbol_check: int  # 16-bit check of the decoded symbols
+    y_rest_data: bytes | None = None  # version 4 only: the other latent symbols (second pass)
 
     @property
     def overhead_bytes(self) -> int:
         """Bytes that are not entropy-coded payload (header + lengths + trailer)."""
-        return len(write_container(self)) - len(self.z_data) - len(self.y_data)
+        payload = len(self.z_data) + len(self.y_data) + len(self.y_rest_data or b"")
+        return len(write_container(self)) - payload
 
 
 def write_container(c: Container) -> bytes:
@@ -98,7 +105,10 @@ def write_container(c: Container) -> bytes:
     if len(h.hints) > MAX_HINTS_BYTES:
         raise ValueError(f"decoder hints exceed {MAX_HINTS_BYTES} bytes")
     if not -128 <= h.rate_offset <= 127 or (h.rate_offset and h.version < RATE_OFFSET_VERSION):
-        raise ValueError("a rate offset needs format version 3 and must fit in -128..127")
+        raise ValueError("a rate offset needs format version 3 or 4 and must fit in -128..127")
+    if (c.y_rest_data is not None) != (h.version >= TWO_PASS_VERSION):
+        raise ValueError(f"a second y section is written exactly in format version {TWO_PASS_VERSION}")
+    two_pass = h.version >= TWO_PASS_VERSION
     body = b"".join(
         [
             MAGIC,
@@ -112,7 +122,9 @@ def write_container(c: Container) -> bytes:
             h.hints,
             encode_varint(len(c.z_data)),
             c.z_data,
+            encode_varint(len(c.y_data)) if two_pass else b"",
             c.y_data,
+            c.y_rest_data if two_pass else b"",
             struct.pack("<H", c.symbol_check),
         ]
     )
@@ -206,6 +218,11 @@ def read_container(data: bytes, limits: BitstreamLimits = BitstreamLimits()) -> 
     header, r = read_header(data, limits)
     z_len = r.varint("z section length")
     z_data = r.take(z_len, "z section")
-    y_data = r.take(r.end - r.pos, "y section")
+    y_rest_data = None
+    if header.version >= TWO_PASS_VERSION:
+        y_data = r.take(r.varint("y anchors section length"), "y anchors section")
+        y_rest_data = r.take(r.end - r.pos, "y section")
+    else:
+        y_data = r.take(r.end - r.pos, "y section")
     (check,) = struct.unpack("<H", bytes(data[-_TRAILER:-2]))
-    return Container(header=header, z_data=z_data, y_data=y_data, symbol_check=check)
+    return Container(header=header, z_data=z_data, y_data=y_data, symbol_check=check, y_rest_data=y_rest_data)

@@ -31,7 +31,7 @@ from .entropy import HyperpriorCodec, Symbols
 from .errors import CodecError, InvalidOptionError
 from .file_format import FileFormat
 from .images import encodable, image_to_tensor, tensor_to_image
-from .model_files import ModelBundle, load_model
+from .model_files import ModelBundle, load_model, shipped_weights
 from .options import DEFAULT_TILE, PAD_MULTIPLE, RunOptions, check_effort, check_tile
 from .pixels import PixelDecoders
 from .rate import DEFAULT_QUALITY, RateScale
@@ -67,12 +67,15 @@ class Codec:
         self.autoencoder = bundle.autoencoder.to(self.options.home)
         self.entropy = HyperpriorCodec(bundle.compressor, self.options)
         self.rates = RateScale(self.entropy.levels)
-        self.format = FileFormat(bundle.model_id, self.rates, self.limits)
+        self.format = FileFormat(bundle.model_id, self.rates, self.limits, two_pass=self.entropy.has_context)
         self.runners = Runners(self.options, int8_table, self.weights_sha256)
         self.refiner = Refiner(prior_weights, self.options, self.runners)
         factor = self.autoencoder.cfg.factor
         self.pixels = PixelDecoders(self.autoencoder.decoder, factor, decoder_weights, self.options, self.runners)
         self._effort_search: EffortSearch | None = None
+        # What an older shipped model needs to decode its files like this one (see `_codec_for`).
+        self._stage_weights = dict(prior_weights=prior_weights, int8_table=int8_table, decoder_weights=decoder_weights)
+        self._legacy: dict[int, Codec] = {}
 
     @classmethod
     def load(
@@ -231,10 +234,11 @@ class Codec:
         return self.entropy.analyse(self.encode(image), self.rates.point(quality).level)[0]
 
     def write_symbols(self, header: Header, symbols: Symbols) -> bytes:
-        """Symbols -> a .dpc file, as compress() writes them (the inverse of decode_symbols; fuzzing, tests)."""
-        return self.format.write(
-            header, self.entropy.encode(symbols, self.entropy.hyper_params(symbols.z, header.level))
-        )
+        """Symbols -> a .dpc file, as compress() writes them (the inverse of decode_symbols; fuzzing, tests),
+        with the weights the header's model id names (these, or an older shipped model's)."""
+        codec = self._codec_for_model(header.model_id)
+        params = codec.entropy.parameters(symbols, header.level)
+        return codec.format.write(header, codec.entropy.encode(symbols, params))
 
     @torch.inference_mode()
     def latent_pairs(self, image, qualities=None) -> tuple[torch.Tensor, dict]:
@@ -273,6 +277,12 @@ class Codec:
         MS-SSIM (refinement keywords are then refused). `tile`: pixel-decoding tile side in px
         (0 = no tiling). The same file, options and device give identical pixels.
         """
+        codec = self._codec_for(data)
+        if codec is not self:
+            return codec.decompress(
+                data, steps=steps, sampler=sampler, guidance=guidance, seed=seed, start=start,
+                early_exit=early_exit, tile=tile, fidelity=fidelity, progress=progress,
+            )  # fmt: skip
         tile = check_tile(tile)
         overrides = dict(steps=steps, sampler=sampler, guidance=guidance, seed=seed, start=start, early_exit=early_exit)
         given = [k for k, v in overrides.items() if v is not None]
@@ -291,6 +301,8 @@ class Codec:
     @torch.inference_mode()
     def decode_latent(self, data: bytes, progress=None) -> tuple[Header, torch.Tensor]:
         """Bytes -> (header, coarse latent (1, C, H_pad/8, W_pad/8))."""
+        if (codec := self._codec_for(data)) is not self:
+            return codec.decode_latent(data, progress)
         progress = progress or (lambda *_: None)
         progress("entropy", 0, 1)
         header, symbols, params = self._decode(data)
@@ -301,6 +313,8 @@ class Codec:
     @torch.inference_mode()
     def decode_symbols(self, data: bytes) -> tuple[Header, Symbols]:
         """Bytes -> (header, symbols), checked against the container's symbol check."""
+        if (codec := self._codec_for(data)) is not self:
+            return codec.decode_symbols(data)
         header, symbols, _ = self._decode(data)
         return header, symbols
 
@@ -308,8 +322,36 @@ class Codec:
     def quantized_latent(self, data: bytes) -> torch.Tensor:
         """Bytes -> y_hat = symbols + means (1, M, H/16, W/16), float64, in the gained domain:
         bit-identical on every device, or an error."""
+        if (codec := self._codec_for(data)) is not self:
+            return codec.quantized_latent(data)
         _, symbols, params = self._decode(data)
         return self.entropy.compressor.quantized_latent(torch.from_numpy(symbols.y), params)
+
+    def _codec_for(self, data) -> "Codec":
+        """The codec that decodes this file: this one, or, when this one runs the shipped weights,
+        the older shipped weights whose model id the file names (so old files decode as before).
+        Anything else is left to this codec's checks (and their one-line errors)."""
+        if not self.bundle.shipped or not isinstance(data, (bytes, bytearray, memoryview)):
+            return self
+        try:
+            model_id = read_header(data, self.limits)[0].model_id
+        except CodecError:
+            return self
+        return self._codec_for_model(model_id)
+
+    def _codec_for_model(self, model_id: int) -> "Codec":
+        """This codec, or (when this one runs the shipped weights) the older shipped model with that id."""
+        if model_id == self.model_id or not self.bundle.shipped:
+            return self
+        if model_id not in self._legacy:
+            path = shipped_weights(model_id)
+            if path is None:
+                return self
+            legacy = Codec(load_model(path), limits=self.limits, options=self.options, **self._stage_weights)
+            # INT8 tables are calibrated for the default weights; an older model's files use that one
+            legacy.runners.digests = self.weights_sha256
+            self._legacy[model_id] = legacy
+        return self._legacy[model_id]
 
     def _decode(self, data: bytes):
         container = self.format.read(data)

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from .entropy import HyperpriorCodec, Symbols
-from .entropy.compressor import SYMBOL_LIMIT, HyperParams, medians, scale_table
+from .entropy.compressor import SCALE_MIN, SYMBOL_LIMIT, HyperParams, medians, scale_table
+from .entropy.context import anchor_mask
 from .options import check_effort
 from .pixels import PLAIN_HALO
 from .tiling import tile_map
@@ -41,6 +42,7 @@ from .tiling import tile_map
 ITERATIONS = (0, 6, 10, 16, 24, 32, 40, 48, 56, 64)
 ROUNDS = (0, 1, 1, 2, 2, 2, 2, 3, 3, 3)  # z (and with it y's entropy parameters) re-derived per round
 TILE, HALO = 48, 8  # y px (x16 image px); the halo about covers g_s and the decoder's receptive field
+Z_STEP = 4  # y px per z px
 EXACT_TILE = 1024  # image px: the exact measurement decodes on tiles, as decompress does
 MSSSIM_TO_MSE = 0.02  # (1 - MS-SSIM) -> MSE units (scripts/train.py's mix)
 MSSSIM_MIN_SIDE = 161  # px: 5 scales of the 11-px window
@@ -54,6 +56,9 @@ class SearchSettings:
     tau_start: float = 0.5  # soft-rounding temperature, annealed geometrically within a round ...
     tau_end: float = 0.05  # ... to nearly hard rounding
     msssim_weight: float = 0.5  # share of MS-SSIM in the distortion (0 = MSE only, what the weights were trained on)
+    # search z too (soft-rounded like y): y's means and scales then follow z through h_s (and the
+    # context) within a round, and z's own bits (its coding tables) count in J
+    joint_z: bool = False
     iterations: tuple[int, ...] = ITERATIONS
     rounds: tuple[int, ...] = ROUNDS
 
@@ -91,6 +96,7 @@ class EffortSearch:
         self.settings = settings or SearchSettings()
         self.compressor = entropy.compressor
         self.log_lambdas = [math.log(v) for v in lambdas]
+        self._z_bit_table = None  # built on first use (joint_z)
 
     def lam(self, level: float) -> float:
         """The level's rate-distortion trade-off: log-linear between trained levels, extended beyond."""
@@ -131,18 +137,25 @@ class EffortSearch:
                     v = torch.from_numpy(best.symbols.y).to(v) + best.params.means.to(v)
                 means = best.params.means.to(v)
                 scales = torch.tensor(scale_table(), device=v.device)[best.params.indexes.to(v.device).long()]
+                state = _State(v, torch.from_numpy(best.symbols.z).to(v), means, scales)
                 n = iterations * (r + 1) // rounds - iterations * r // rounds
                 for r0, c0 in tiles:
                     rows, cols = slice(r0, min(h, r0 + TILE)), slice(c0, min(w, c0 + TILE))
-                    v = self._search_tile(v, means, scales, target, rows, cols, n, done, total, progress)
+                    state = self._search_tile(state, target, level, rows, cols, n, done, total, progress)
                     done += n
+                v = state.v
                 # the round's z (the parameters it searched under), or z re-derived from the new y
-                candidates = (self._exact(v, target, level, best.symbols.z), self._exact(v, target, level))
+                z_round = best.symbols.z
+                if self.settings.joint_z:  # the searched z, rounded as the coder rounds it
+                    z_round = state.z.round().clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT).to(torch.int32).cpu().numpy()
+                candidates = (self._exact(v, target, level, z_round), self._exact(v, target, level))
                 best = min((best, *candidates), key=lambda c: c.cost)
             return best
 
-    def _search_tile(self, v, means, scales, target, rows, cols, n, done, total, progress) -> Tensor:
-        """n Adam steps on v[rows, cols] (y px) with HALO px of fixed context each side; returns all of v."""
+    def _search_tile(self, state: "_State", target, level, rows, cols, n, done, total, progress) -> "_State":
+        """n Adam steps on v[rows, cols] (y px) with HALO px of fixed context each side (and, with
+        joint_z, on z under them); returns the whole state."""
+        v = state.v
         h, w = v.shape[2:]
         box = (slice(max(0, rows.start - HALO), min(h, rows.stop + HALO)),
                slice(max(0, cols.start - HALO), min(w, cols.stop + HALO)))  # fmt: skip
@@ -154,11 +167,17 @@ class EffortSearch:
         ] = True
         part = target.crop(*box)
         pixel_keep = keep[:, :1].repeat_interleave(16, 2).repeat_interleave(16, 3) & (part.mask > 0)
-        means, scales = means[..., box[0], box[1]], scales[..., box[0], box[1]]
+        means, scales = state.means[..., box[0], box[1]], state.scales[..., box[0], box[1]]
+        cfg = self.settings
+        # z under the box: y px / Z_STEP (the box's edges are multiples of it: TILE, HALO and the
+        # padded size are)
+        zbox = (slice(box[0].start // Z_STEP, -(-box[0].stop // Z_STEP)),
+                slice(box[1].start // Z_STEP, -(-box[1].stop // Z_STEP)))  # fmt: skip
+        keep_z = keep[:, :1, ::Z_STEP, ::Z_STEP].expand(-1, state.z.shape[1], -1, -1)
         with torch.enable_grad():
             u = v[..., box[0], box[1]].detach().clone().requires_grad_(True)
-            cfg = self.settings
-            opt = torch.optim.Adam([u], lr=cfg.learning_rate)
+            zs = state.z[..., zbox[0], zbox[1]].detach().clone().requires_grad_(cfg.joint_z)
+            opt = torch.optim.Adam([u, zs] if cfg.joint_z else [u], lr=cfg.learning_rate)
             for k in range(n):
                 for g in opt.param_groups:  # cosine decay to a tenth
                     g["lr"] = cfg.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * k / n)))
@@ -166,20 +185,63 @@ class EffortSearch:
                 # falls, so early steps see how close each symbol is to flipping (plain
                 # straight-through rounding moved bits and distortion the wrong way here)
                 tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** (k / max(1, n - 1))
-                floor = torch.floor(u - means).detach()
-                q = floor + torch.sigmoid((u - means - floor - 0.5) / tau) + means
-                bits = _gaussian_bits(q - means, scales)[keep].sum()
+                z_bits = 0.0
+                if cfg.joint_z:
+                    z_soft = _soft_round(zs, tau)
+                    z_bits = self._z_bits(z_soft)[keep_z].sum()
+                    q, bits = self._soft_y_from_z(u, z_soft, part.gain_y, level, tau, keep)
+                else:
+                    q = _soft_round(u - means, tau) + means
+                    bits = _gaussian_bits(q - means, scales)[keep].sum()
                 x_hat = self.decoder(self.compressor.g_s(q / part.gain_y))
                 err = _distortion(x_hat, part.x, pixel_keep, cfg.msssim_weight)
-                cost = (bits + part.lam * 255**2 * err) / part.pixels
-                (grad,) = torch.autograd.grad(cost, [u])
-                u.grad = grad * keep  # the halo is context only (Adam leaves zero-gradient entries alone)
+                cost = (bits + z_bits + part.lam * 255**2 * err) / part.pixels
+                grads = torch.autograd.grad(cost, [u, zs] if cfg.joint_z else [u])
+                u.grad = grads[0] * keep  # the halo is context only (Adam leaves zero-gradient entries alone)
+                if cfg.joint_z:
+                    zs.grad = grads[1] * keep_z
                 opt.step()
                 if progress:
                     progress(done + k + 1, total)
         out = v.clone()
         out[..., box[0], box[1]] = torch.where(keep, u.detach(), out[..., box[0], box[1]])
-        return out
+        z = state.z.clone()
+        z[..., zbox[0], zbox[1]] = torch.where(keep_z, zs.detach(), z[..., zbox[0], zbox[1]])
+        return _State(out, z, state.means, state.scales)
+
+    def _soft_y_from_z(self, u, z_soft, gain_y, level, tau, keep) -> tuple[Tensor, Tensor]:
+        """joint_z: soft-rounded y_hat (gained) and its bits, with means and scales from the soft z
+        through h_s (and the checkerboard context: the non-anchors about the soft anchors)."""
+        comp = self.compressor
+        gain_z = comp.gains(level)[1].float()
+        means, scales = comp.raw_params((z_soft + medians(comp.entropy_bottleneck)) / gain_z, gain_y)
+        q = _soft_round(u - means, tau) + means
+        if comp.context is not None:
+            mask = anchor_mask(*u.shape[2:], device=u.device)
+            c_means, c_scales = comp.context(torch.where(mask, q, 0.0), means, scales, gain_y)
+            q = torch.where(mask, q, _soft_round(u - c_means, tau) + c_means)
+            means, scales = torch.where(mask, means, c_means), torch.where(mask, scales, c_scales)
+        bits = _gaussian_bits(q - means, scales.clamp_min(SCALE_MIN))[keep].sum()
+        return q, bits
+
+    def _z_bits(self, z_soft: Tensor) -> Tensor:
+        """-log2 P of soft z symbols (1,Z,h,w) under z's coding tables, linear between the
+        integers around each (escapes cost the escape bin's bits)."""
+        if self._z_bit_table is None:
+            self._z_bit_table = _bit_table(self.entropy.z_tables)
+        table, offset = self._z_bit_table
+        table, offset = table.to(z_soft), offset.to(z_soft.device)
+        low = torch.floor(z_soft).detach()
+        frac = z_soft - low
+        chans = table.shape[0]
+        flat = table.reshape(-1)
+        row = (torch.arange(chans, device=z_soft.device) * table.shape[1])[None, :, None, None]
+
+        def bits_at(symbol):
+            b = (symbol.long() - offset[None, :, None, None]).clamp(0, table.shape[1] - 1)
+            return flat[row + b]
+
+        return (1 - frac) * bits_at(low) + frac * bits_at(low + 1)
 
     def _tiled_distortion(self, x_hat: Tensor, target: _Target) -> float:
         """The summed distortion of the whole image, on the search's tiles (MS-SSIM per tile, as searched)."""
@@ -201,15 +263,48 @@ class EffortSearch:
                 gain_z = comp.gains(level)[1].float()
                 z = torch.round(comp.h_a(y) * gain_z - medians(comp.entropy_bottleneck))
                 z_symbols = z.clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT).to(torch.int32).cpu().numpy()
-            params = entropy.hyper_params(z_symbols, level)
-            y_symbols = comp.y_symbols(y, params, level).cpu().numpy()
-            symbols = Symbols(z=z_symbols, y=y_symbols)
+            symbols, params = entropy.quantise(y, z_symbols, level)
             sections = entropy.encode(symbols, params)
-            latent = entropy.synthesise(y_symbols, params, level)
+            latent = entropy.synthesise(symbols.y, params, level)
             x_hat = tile_map(self.decoder, latent, EXACT_TILE // 8, PLAIN_HALO, PLAIN_HALO, up=8)
             err = self._tiled_distortion(x_hat, target)
-        bits = 8 * (len(sections.z_data) + len(sections.y_data))
+        bits = 8 * sections.payload_bytes
         return SearchResult(symbols, params, (bits + target.lam * 255**2 * err) / target.pixels)
+
+
+@dataclass(frozen=True)
+class _State:
+    """What a round searches: v = y x gain_y (1,M,h,w), z symbols as floats (1,Z,h/4,w/4), and
+    the round's fixed entropy parameters of y (used without joint_z)."""
+
+    v: Tensor
+    z: Tensor
+    means: Tensor
+    scales: Tensor
+
+
+def _soft_round(r: Tensor, tau: float) -> Tensor:
+    """floor(r) + sigmoid((frac(r) - 1/2) / tau): rounding, smoothed by tau (-> 0: hard).
+
+    This maps an integer k to k + sigmoid(-1/(2 tau)) and jumps there (by 0.54 at tau = 0.5).
+    The continuous rescaling (Agustsson & Theis 2020: integers stay put) searched far worse
+    in a probe on 4 validation photos (not kept: a scratch option, removed again)."""
+    floor = torch.floor(r).detach()
+    return floor + torch.sigmoid((r - floor - 0.5) / tau)
+
+
+def _bit_table(tables) -> tuple[Tensor, Tensor]:
+    """CDF tables -> ((T, L) -log2 p: column 0 for symbols below the table, then one per bin,
+    then the escape bin's bits repeated past each row's end; (T,) the symbol of bin 0, less 1).
+    Symbols outside a table cost its escape bin's bits (not the escape payload: a relaxation)."""
+    width = int(tables.cdf_length.max())
+    out = np.zeros((tables.num_tables, width))
+    for t in range(tables.num_tables):
+        freq = np.diff(tables.cdf[t, : tables.cdf_length[t]]).astype(np.float64)
+        bits = -np.log2(np.maximum(freq, 1) / freq.sum())
+        out[t, 0] = out[t, len(bits) + 1 :] = bits[-1]  # the last bin is the escape
+        out[t, 1 : len(bits) + 1] = bits
+    return torch.from_numpy(out).float(), torch.from_numpy(tables.offset.astype(np.int64) - 1)
 
 
 def _distortion(x_hat: Tensor, x: Tensor, keep: Tensor, msssim_weight: float) -> Tensor:

@@ -7,6 +7,7 @@ read:  bytes -> container, refused unless these weights made it (model id) and c
 from bitstream import (
     FORMAT_VERSION,
     RATE_OFFSET_VERSION,
+    TWO_PASS_VERSION,
     BitstreamLimits,
     Container,
     Header,
@@ -26,24 +27,32 @@ from .rate import RateScale
 class FileFormat:
     """The container side of one set of weights: its model id, rate scale and limits."""
 
-    def __init__(self, model_id: int, rates: RateScale, limits: BitstreamLimits):
-        self.model_id, self.rates, self.limits = model_id, rates, limits
+    def __init__(self, model_id: int, rates: RateScale, limits: BitstreamLimits, two_pass: bool = False):
+        """`two_pass`: the weights code y in two checkerboard passes (format version 4)."""
+        self.model_id, self.rates, self.limits, self.two_pass = model_id, rates, limits, two_pass
 
     def header(self, width: int, height: int, rate: RatePoint, refine: RefineSettings) -> Header:
-        """The header of a new file; version 3 only when the rate is off the trained levels."""
+        """The header of a new file: version 4 for two-pass weights; else 3 only when the rate is
+        off the trained levels, 2 otherwise."""
+        if self.two_pass:
+            version = TWO_PASS_VERSION
+        else:
+            version = RATE_OFFSET_VERSION if rate.offset else FORMAT_VERSION
         return Header(
             width=width,
             height=height,
             quality=rate.nearest,
             model_id=self.model_id,
             hints=pack_hints(refine) if refine.steps else b"",
-            version=RATE_OFFSET_VERSION if rate.offset else FORMAT_VERSION,
+            version=version,
             rate_offset=rate.offset,
         )
 
     @staticmethod
     def write(header: Header, sections: Sections) -> bytes:
-        return write_container(Container(header, sections.z_data, sections.y_data, sections.symbol_check))
+        return write_container(
+            Container(header, sections.z_data, sections.y_data, sections.symbol_check, sections.y_rest_data)
+        )
 
     def read(self, data: bytes) -> Container:
         """Bytes -> the container of a file these weights made and can decode; BitstreamError otherwise."""
@@ -54,6 +63,11 @@ class FileFormat:
             raise ModelMismatchError(
                 f"file was made with other model weights (model id {container.header.model_id:04x}; "
                 f"loaded weights are {self.model_id:04x})"
+            )
+        if (container.header.version >= TWO_PASS_VERSION) != self.two_pass:
+            raise BitstreamError(
+                f"corrupt header: format version {container.header.version} does not fit these weights "
+                f"(they code y in {'two passes, version 4' if self.two_pass else 'one pass, versions 1-3'})"
             )
         self.rates.check(container.header.rate, BitstreamError)
         return container

@@ -33,7 +33,10 @@ from .models.prior import LatentPrior, PriorBundle, PriorConfig
 if TYPE_CHECKING:  # importing it imports CompressAI, which decoding never needs
     from .entropy.training import TrainableCompressor
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "dpc-v1.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "dpc-v2.safetensors"
+# Older codec weights that still ship so that the files they wrote keep decoding, to the same
+# pixels (Codec picks them by the file's model id: codec/api.py).
+LEGACY_WEIGHTS = (Path(__file__).parent / "weights" / "dpc-v1.safetensors",)
 DEFAULT_PRIOR_WEIGHTS = Path(__file__).parent / "weights" / "dpc-prior-v1.safetensors"
 DEFAULT_DECODER_WEIGHTS = Path(__file__).parent / "weights" / "dpc-decoder-v4.safetensors"
 FORMAT_TAG = "dpcodec-weights-1"
@@ -50,6 +53,19 @@ class ModelBundle:
     model_id: int  # 16-bit id written into .dpc headers
     sha256: str  # of the weight file's bytes
     info: dict = field(default_factory=dict)  # free-form metadata (training run, lambdas)
+    shipped: bool = False  # loaded from the package's own weights (DEFAULT_WEIGHTS)
+
+
+def shipped_weights(model_id: int) -> Path | None:
+    """The shipped codec weight file (default or legacy) whose model id this is, if any."""
+    for path in (DEFAULT_WEIGHTS, *LEGACY_WEIGHTS):
+        try:
+            digest = _digest_record(path).read_text().split()[0]
+        except (OSError, IndexError):
+            continue
+        if model_id_from_sha256(digest) == model_id:
+            return path
+    return None
 
 
 def model_id_from_sha256(digest: str) -> int:
@@ -86,6 +102,24 @@ def save_model(path: Path, autoencoder: LatentAutoencoder, compressor: "Trainabl
     return _write_weights(Path(path), tensors, metadata)
 
 
+def save_model_variant(path: Path, base: Path, replaced: dict, info: dict, metadata: dict | None = None) -> str:
+    """A new codec weight file: the tensors of `base` with `replaced` ({name: tensor}, learned
+    parameters, written in float16) swapped in or added, and `info` recorded; its sha256.
+
+    How a fine-tuned part (a decoder, a context model) ships without retraining the rest: the
+    tensors it does not replace are `base`'s bytes exactly, so the rest decodes the same."""
+    raw, digest = _read_weights(Path(base), DEFAULT_WEIGHTS)
+    with _reading(Path(base)):
+        tensors = dict(load_safetensors_bytes(raw))
+        meta = _metadata(raw)
+    for name, tensor in replaced.items():
+        tensors[name] = tensor.detach().cpu().contiguous().half()
+    meta = dict(meta) | (metadata or {})
+    # the file it derives from (unless `info` names an earlier one: a combination of variants)
+    meta["info"] = json.dumps({"base": {"file": Path(base).name, "sha256": digest}} | info)
+    return _write_weights(Path(path), tensors, meta)
+
+
 def _write_weights(path: Path, tensors: dict, metadata: dict) -> str:
     """Write safetensors atomically plus its `.sha256` record; return the digest."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +138,7 @@ def _read_weights(path: Path, default: Path) -> tuple[bytes, str]:
     except OSError as exc:
         raise ModelFileError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
     digest = hashlib.sha256(raw).hexdigest()
-    _check_digest(path, digest, required=path == default)
+    _check_digest(path, digest, required=path == default or path in LEGACY_WEIGHTS)
     return raw, digest
 
 
@@ -198,7 +232,8 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
             module.load_state_dict(state, strict=True)
             module.eval().requires_grad_(False)
         info = json.loads(metadata.get("info", "{}"))
-    return ModelBundle(autoencoder, compressor, model_id_from_sha256(digest), digest, info)
+    shipped = path in (DEFAULT_WEIGHTS, *LEGACY_WEIGHTS)
+    return ModelBundle(autoencoder, compressor, model_id_from_sha256(digest), digest, info, shipped)
 
 
 def _digest_record(path: Path) -> Path:

@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=16, help="first N validation photos (0 = all 100)")
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 3, 5])
     ap.add_argument("--decoder-weights", type=Path, nargs="+", default=[], help="perceptual decoder files to compare")
+    ap.add_argument("--weights", type=Path, default=None, help="codec weights (default: the shipped ones)")
     ap.add_argument("--steps", type=int, nargs="+", default=[0])
     ap.add_argument("--sampler", choices=SAMPLERS, default="unipc")
     ap.add_argument("--metric-weights", type=Path, default=Path("../shared/data/weights"))
@@ -74,9 +75,11 @@ def main() -> None:
 
     lpips = LPIPSMetric.load(args.metric_weights)
     dists = DISTSMetric.load(args.metric_weights)
-    codecs = {"fidelity": Codec.load()}
+    # with --weights, every label names them too: rows of other codec weights never mix
+    tag = f"@{args.weights.stem}" if args.weights else ""
+    codecs = {f"fidelity{tag}": Codec.load(args.weights)}
     for path in args.decoder_weights:
-        codecs[path.stem] = Codec.load(decoder_weights=path)
+        codecs[path.stem + tag] = Codec.load(args.weights, decoder_weights=path)
     paths = validation_photos(args.train_dir, args.images)
     done = set()
     if args.out.exists():
@@ -84,7 +87,8 @@ def main() -> None:
             done = {tuple(row[k] for k in KEY) for row in csv.DictReader(f)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     new = not args.out.exists()
-    settings = [("fidelity", 0)] + [(name, s) for name in codecs if name != "fidelity" for s in args.steps]
+    fidelity = f"fidelity{tag}"
+    settings = [(fidelity, 0)] + [(name, s) for name in codecs if name != fidelity for s in args.steps]
     with open(args.out, "a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         if new:
@@ -103,7 +107,7 @@ def main() -> None:
                     codec = codecs[name]
                     if data is None:  # every codec here shares the codec weights: one file per level
                         data = codec.compress(original, level)
-                    if name == "fidelity":
+                    if name == fidelity:
                         decoded = codec.decompress(data, fidelity=True)
                     else:
                         decoded = codec.decompress(data, steps=steps, sampler=args.sampler if steps else None)
@@ -139,7 +143,7 @@ def summarise(path: Path, decoder: str | None, min_gain: float, write: bool, sam
             f"| {g[0]} | {g[1]} | {g[2]} | {g[3]} | {len(rs)} | {m['bpp']:.4f} | {m['psnr']:.2f} | "
             f"{m['msssim']:.4f} | {m['lpips']:.4f} | {m['dists']:.4f} |"
         )
-    perceptual = sorted({g[1] for g in means if g[1] != "fidelity"})
+    perceptual = sorted({g[1] for g in means if not g[1].startswith("fidelity")})
     if not perceptual:
         return
     decoder = decoder or perceptual[-1]

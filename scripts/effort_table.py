@@ -34,7 +34,8 @@ from codec.images import IMAGE_SUFFIXES, load_image  # noqa: E402
 from eval.metrics import msssim, psnr  # noqa: E402
 from eval.report import bd_pair  # noqa: E402
 
-FIELDS = ["image", "quality", "effort", "settings", "bytes", "bpp", "encode_s", "psnr", "msssim", "lpips", "dists"]
+FIELDS = ["image", "quality", "effort", "settings", "model", "bytes", "bpp", "encode_s", "psnr", "msssim"]
+FIELDS += ["lpips", "dists"]
 
 
 def main() -> int:
@@ -65,6 +66,8 @@ def main() -> int:
     ap.add_argument("--tau-start", type=float, default=defaults.tau_start)
     ap.add_argument("--tau-end", type=float, default=defaults.tau_end)
     ap.add_argument("--msssim-weight", type=float, default=defaults.msssim_weight)
+    ap.add_argument("--joint-z", action="store_true", default=defaults.joint_z, help="search z too (SearchSettings)")
+    ap.add_argument("--weights", type=Path, default=None, help="codec weights (default: the shipped ones)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,11 +84,19 @@ def main() -> int:
         tau_start=args.tau_start,
         tau_end=args.tau_end,
         msssim_weight=args.msssim_weight,
+        joint_z=args.joint_z,
     )
+    codec = Codec.load(args.weights)
+    # rows are reused only for the same weights (model id) and, above effort 0, the same settings
     tag = f"lr{settings.learning_rate:g}_tau{settings.tau_start:g}-{settings.tau_end:g}_ms{settings.msssim_weight:g}"
-    rows = [r for r in _read(args.csv) if r["settings"] == tag or int(r["effort"]) == 0]
+    tag += "_jz" * settings.joint_z
+    model = f"{codec.model_id:04x}"
+    rows = [
+        r
+        for r in _read(args.csv)
+        if r.get("model", "9197") == model and (r["settings"] == tag or int(r["effort"]) == 0)
+    ]
     done = {(r["image"], float(r["quality"]), int(r["effort"])) for r in rows}
-    codec = Codec.load()
     codec.effort_search.settings = settings
     perceptual = None
     if args.metric_weights:
@@ -113,6 +124,7 @@ def main() -> int:
                     seconds = time.perf_counter() - t0
                     decoded = codec.decompress(data, fidelity=True)
                     row = dict(image=path.name, quality=q, effort=e, settings=tag if e else "", bytes=len(data))
+                    row.update(model=model)
                     row.update(encode_s=round(seconds, 3))
                     row.update(bpp=len(data) * 8 / (image.width * image.height))
                     row.update(psnr=psnr(image, decoded), msssim=msssim(image, decoded))

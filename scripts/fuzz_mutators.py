@@ -170,6 +170,7 @@ class CaseMaker:
                 "model",
                 "hints",
                 "z_len",
+                "y_len",
                 "check",
                 "varint",
                 "version",
@@ -202,6 +203,9 @@ class CaseMaker:
                     0,
                     rng.choice([0, len(f.z) + rng.randint(-4, 4), total, total + 1, total + 4, rng.randrange(1 << 28)]),
                 )
+            elif what == "y_len":  # version 4: the anchors section's length; else adds one
+                f.y_rest = f.y_rest if f.y_rest is not None else rng.randbytes(rng.randint(0, 8))
+                f.y_len = rng.choice([0, len(f.y) + rng.randint(-4, 4), len(f.y) + len(f.y_rest) + 1, 1 << 28])
             elif what == "check":
                 f.check = rng.randrange(1 << 16)
             elif what == "varint":
@@ -216,7 +220,8 @@ class CaseMaker:
         """A sound header (and CRC) around coded sections that do not belong to it."""
         s, other = rng.choice(self.seeds), RawFields.of(rng.choice(self.seeds).data)
         f = RawFields.of(s.data)
-        how = rng.choice(["random-z", "random-y", "other-z", "other-y", "swap", "empty-z", "empty-y", "cut", "grow"])
+        hows = ["random-z", "random-y", "other-z", "other-y", "swap", "empty-z", "empty-y", "cut", "grow"]
+        how = rng.choice(hows + (["random-rest", "swap-passes", "cut-rest"] if f.y_rest is not None else []))
         if how == "random-z":
             f.z = rng.randbytes(rng.randrange(2 * len(f.z) + 8))
         elif how == "random-y":
@@ -233,6 +238,12 @@ class CaseMaker:
             f.y = b""
         elif how == "cut":
             f.y = f.y[: rng.randrange(len(f.y) + 1)]
+        elif how == "random-rest":  # version 4's second pass
+            f.y_rest = rng.randbytes(rng.randrange(2 * len(f.y_rest) + 8))
+        elif how == "swap-passes":
+            f.y, f.y_rest = f.y_rest, f.y
+        elif how == "cut-rest":
+            f.y_rest = f.y_rest[: rng.randrange(len(f.y_rest) + 1)]
         else:
             f.z = f.z + rng.randbytes(rng.randint(1, 8))
         if rng.random() < 0.3:

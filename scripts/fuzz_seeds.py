@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bitstream import MAGIC, Container, Header, read_container, write_container
+from bitstream import MAGIC, Container, Header, RefineSettings, read_container, write_container
 from codec import Codec, Symbols
+from codec.model_files import LEGACY_WEIGHTS
 
 SEED_SIZES = ((1, 1), (17, 31), (64, 48), (200, 120))
 
@@ -58,8 +59,9 @@ def seed_from_bytes(codec: Codec, name: str, data: bytes) -> SeedFile:
     return SeedFile(name, bytes(data), header, symbols.z, symbols.y)
 
 
-def make_seeds(codec: Codec, sizes=SEED_SIZES, qualities=None) -> list[SeedFile]:
-    """Compress one synthetic image per size at each quality, one at three off-level qualities; add one with hints."""
+def make_seeds(codec: Codec, sizes=SEED_SIZES, qualities=None, legacy: bool = True) -> list[SeedFile]:
+    """Compress one synthetic image per size at each quality, one at three off-level qualities; add one with
+    hints; with the shipped weights (and `legacy`), seeds of each older shipped model too (the first sizes)."""
     levels = list(codec.qualities)
     qualities = qualities or sorted({levels[0], levels[len(levels) // 2], levels[-1]})
     seeds = []
@@ -73,9 +75,19 @@ def make_seeds(codec: Codec, sizes=SEED_SIZES, qualities=None) -> list[SeedFile]
         data = codec.compress(synthetic_image(width, height, seed=99), quality)
         seeds.append(seed_from_bytes(codec, f"{width}x{height}-q{quality}", data))
     c = read_container(seeds[len(seeds) // 2].data)
-    # Version 1 files may carry opaque hints, which readers keep and ignore.
-    hinted = Container(replace(c.header, hints=b"fuzz-hints", version=1), c.z_data, c.y_data, c.symbol_check)
-    seeds.append(seed_from_bytes(codec, seeds[len(seeds) // 2].name + "-hints", write_container(hinted)))
+    # Version 1 files may carry opaque hints, which readers keep and ignore (one-pass weights only:
+    # two-pass weights write version 4 alone, whose hints are the refinement settings).
+    if c.y_rest_data is None:
+        hinted = Container(replace(c.header, hints=b"fuzz-hints", version=1), c.z_data, c.y_data, c.symbol_check)
+        seeds.append(seed_from_bytes(codec, seeds[len(seeds) // 2].name + "-hints", write_container(hinted)))
+    else:
+        refine = RefineSettings(steps=2, sampler="ddim", guidance=1.0)
+        data = codec.compress(synthetic_image(width, height, seed=98), levels[0], refine=refine)
+        seeds.append(seed_from_bytes(codec, f"{width}x{height}-q{levels[0]}-hints", data))
+    if codec.bundle.shipped and legacy:  # the default codec decodes the older shipped weights' files too
+        for path in LEGACY_WEIGHTS:
+            older = make_seeds(Codec.load(path, max_pixels=codec.limits.max_pixels), sizes[:2], legacy=False)
+            seeds += [replace(seed, name=f"{path.stem}-{seed.name}") for seed in older]
     return seeds
 
 
@@ -129,6 +141,8 @@ class RawFields:
     width_pad: int = 0  # redundant varint bytes
     height_pad: int = 0
     rate_offset: int = 0  # version 3 and later: written as one raw byte
+    y_rest: bytes | None = None  # version 4: the second y section (None: not written)
+    y_len: int | None = None  # version 4: the first y section's length field (None: len(y))
 
     @classmethod
     def of(cls, data: bytes) -> "RawFields":
@@ -145,6 +159,7 @@ class RawFields:
             version=h.version,
             hints=h.hints,
             rate_offset=h.rate_offset,
+            y_rest=c.y_rest_data,
         )
 
     def build(self, crc: bool = True) -> bytes:
@@ -161,7 +176,9 @@ class RawFields:
                 (leb128(len(self.hints) if self.hints_len is None else self.hints_len) + self.hints) if flag else b"",
                 leb128(len(self.z) if self.z_len is None else self.z_len),
                 self.z,
+                leb128(len(self.y) if self.y_len is None else self.y_len) if self.y_rest is not None else b"",
                 self.y,
+                self.y_rest or b"",
                 struct.pack("<H", self.check & 0xFFFF),
             ]
         )

@@ -49,7 +49,7 @@ def huge_header_file(data: bytes) -> bytes:
     return write_container(Container(Header(10**6, 10**6, h.quality, h.model_id), c.z_data, c.y_data, c.symbol_check))
 
 
-def version_file(data: bytes, version: int = 4) -> bytes:
+def version_file(data: bytes, version: int = 5) -> bytes:
     return with_crc(data[:VERSION_BYTE] + bytes([version]) + data[VERSION_BYTE + 1 :])
 
 
@@ -102,7 +102,8 @@ def test_random_bytes_behind_a_valid_magic_and_version_are_a_bitstream_error(cod
 def test_random_coded_sections_in_a_sound_container_are_a_bitstream_error(codec, small_dpc, z, y):
     """Valid header and CRC around garbage: the entropy decoder or the symbol check refuses it."""
     c = read_container(small_dpc)
-    forged = write_container(Container(c.header, z, y, c.symbol_check))
+    rest = None if c.y_rest_data is None else y[::-1]  # two-pass files: garbage in both y sections
+    forged = write_container(Container(c.header, z, y, c.symbol_check, rest))
     with pytest.raises(BitstreamError):
         codec.decompress(forged)
 
@@ -129,7 +130,7 @@ def test_a_header_claiming_10_6_by_10_6_pixels_is_refused_quickly_without_alloca
     assert peak < 1 << 20  # far below even one float per claimed pixel
 
 
-@pytest.mark.parametrize("version", [0, 4, 255])
+@pytest.mark.parametrize("version", [0, 5, 255])
 def test_an_unsupported_version_byte_is_an_unsupported_version_error(codec, small_dpc, version):
     with pytest.raises(UnsupportedVersionError, match=str(version)):
         codec.decompress(version_file(small_dpc, version))
@@ -144,7 +145,8 @@ def test_a_symbol_check_mismatch_is_a_decoder_desync_error(codec, small_dpc):
 def test_a_header_quality_the_weights_do_not_have_is_a_bitstream_error(codec, small_dpc, quality):
     c = read_container(small_dpc)
     h = c.header
-    forged = write_container(Container(Header(h.width, h.height, quality, h.model_id), c.z_data, c.y_data, 0))
+    header = Header(h.width, h.height, quality, h.model_id, version=h.version, rate_offset=h.rate_offset)
+    forged = write_container(Container(header, c.z_data, c.y_data, 0, c.y_rest_data))
     with pytest.raises(BitstreamError, match="quality"):
         codec.decompress(forged)
 

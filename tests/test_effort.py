@@ -132,3 +132,32 @@ def test_on_images_large_enough_for_ms_ssim_the_search_lowers_the_mixed_distorti
         return len(data) * 8 / (image.width * image.height) + lam * 255**2 * d
 
     assert cost(codec.compress(image, 2, effort=1)) < cost(codec.compress(image, 2))
+
+
+@pytest.mark.parametrize("joint_z", [False, True])
+def test_searching_z_too_gives_a_file_that_decodes_and_costs_less(codec, image, joint_z):
+    """SearchSettings.joint_z: z soft-rounded and searched with y (its bits from its coding tables)."""
+    from dataclasses import replace
+
+    search = codec.effort_search
+    saved = search.settings
+    try:
+        search.settings = replace(saved, joint_z=joint_z)
+        searched = codec.compress(image, 2, effort=2)
+        again = codec.compress(image, 2, effort=2)
+    finally:
+        search.settings = saved
+    assert searched == again  # deterministic
+    assert codec.decompress(searched, fidelity=True).size == image.size
+    assert _cost(codec, image, searched) < 0.99 * _cost(codec, image, codec.compress(image, 2))
+
+
+def test_the_z_bits_the_search_counts_are_the_coded_z_bits(codec):
+    """The relaxed z rate (codec/effort.py: _z_bits, from the coding tables) at integer symbols is
+    the z section's size, to within the coder's few bytes of overhead."""
+    import torch
+
+    symbols = codec.analyse(make_textured(256, 192), 2)
+    sections = codec.entropy.encode(symbols, codec.entropy.parameters(symbols, 1))
+    bits = float(codec.effort_search._z_bits(torch.from_numpy(symbols.z).float()).sum())
+    assert abs(bits - 8 * len(sections.z_data)) <= 64

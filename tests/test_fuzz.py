@@ -19,6 +19,7 @@ from PIL import Image
 
 from bitstream import BitstreamLimits
 from codec import BitstreamError, Codec, CodecError, ImageTooLargeError
+from codec.model_files import LEGACY_WEIGHTS, model_id_from_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))  # the fuzzer's modules, as scripts/fuzz.py finds them
@@ -68,9 +69,12 @@ def test_seed_files_are_real_files_of_every_size_and_quality(fuzz_codec, seeds):
     qualities = {s.header.quality for s in seeds if not s.header.rate_offset}
     assert sizes == set(fuzz_seeds.SEED_SIZES)
     assert {min(fuzz_codec.qualities), max(fuzz_codec.qualities)} <= qualities and len(qualities) == 3
-    offsets = {s.header.rate_offset for s in seeds if s.header.version == 3}
+    offsets = {s.header.rate_offset for s in seeds if s.header.version >= 3}
     assert {-128, 64} <= offsets  # the ends of the continuous scale (qualities -3 and 8)
     assert any(s.header.hints for s in seeds)
+    # the default codec decodes the older shipped weights' files too: they are seeds as well
+    older = {model_id_from_sha256(Path(f"{w}.sha256").read_text().split()[0]) for w in LEGACY_WEIGHTS}
+    assert {s.header.model_id for s in seeds} == {fuzz_codec.model_id, *older}
     for s in seeds:
         assert fuzz_codec.decompress(s.data).size == (s.header.width, s.header.height)
 

@@ -7,7 +7,9 @@ from helpers import make_textured, with_crc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codec import CodecError
+from bitstream import TWO_PASS_VERSION
+from codec import Codec, CodecError
+from codec.model_files import LEGACY_WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +23,35 @@ def level_bpp(codec, image):
     return {q: len(codec.compress(image, q)) * 8 / pixels for q in codec.qualities}
 
 
-def test_integer_qualities_still_write_version_2_files(codec, image):
-    header = codec.read_header(codec.compress(image, 2))
+@pytest.fixture(scope="module")
+def v1() -> Codec:
+    """The older shipped weights (one y pass): they write versions 2 and 3."""
+    return Codec.load(LEGACY_WEIGHTS[0])
+
+
+def test_integer_qualities_write_version_2_files_with_one_pass_weights(v1, image):
+    header = v1.read_header(v1.compress(image, 2))
     assert (header.version, header.quality, header.rate_offset) == (2, 2, 0)
 
 
 @pytest.mark.parametrize(
     "quality, nearest, offset", [(2.25, 2, 8), (2.75, 3, -8), (-3, 1, -128), (8, 6, 64), (0, 1, -32)]
 )
-def test_other_qualities_write_version_3_with_a_rate_offset(codec, image, quality, nearest, offset):
+def test_other_qualities_write_version_3_with_a_rate_offset(v1, codec, image, quality, nearest, offset):
+    data = v1.compress(image, quality)
+    header = v1.read_header(data)
+    assert (header.version, header.quality, header.rate_offset) == (3, nearest, offset)
+    assert header.level == quality - 1
+    assert codec.decompress(data, steps=0).size == image.size  # the default codec decodes them too
+
+
+@pytest.mark.parametrize(
+    "quality, nearest, offset", [(2, 2, 0), (2.25, 2, 8), (2.75, 3, -8), (-3, 1, -128), (8, 6, 64), (0, 1, -32)]
+)
+def test_the_shipped_two_pass_weights_write_version_4_with_its_rate_offset(codec, image, quality, nearest, offset):
     data = codec.compress(image, quality)
     header = codec.read_header(data)
-    assert (header.version, header.quality, header.rate_offset) == (3, nearest, offset)
+    assert (header.version, header.quality, header.rate_offset) == (TWO_PASS_VERSION, nearest, offset)
     assert header.level == quality - 1
     assert codec.decompress(data, steps=0).size == image.size
 
@@ -115,5 +134,6 @@ def test_a_mutated_version_3_file_decodes_or_fails_cleanly(codec, v3_file, posit
 
 
 @pytest.fixture(scope="module")
-def v3_file(codec):
-    return codec.compress(make_textured(64, 48), quality=-1.5)
+def v3_file(v1):
+    """A version-3 file of the older shipped weights, which the default codec decodes with them."""
+    return v1.compress(make_textured(64, 48), quality=-1.5)

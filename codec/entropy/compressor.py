@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from bitstream.entropy_coding import CdfTables
 
 from ..models.layers import ResBlock, Upsample2x, conv3x3
+from .context import CheckerboardContext, ContextConfig, anchor_mask
 
 # CompressAI's default: 64 scales from 0.11 to 256, log-spaced.
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
@@ -56,6 +57,12 @@ class CompressorConfig:
     hyper_channels: int = 64
     z_channels: int = 32  # Z: hyper-latent channels at H/64
     levels: int = 6  # quality levels (gain vectors)
+    context_features: int = 0  # > 0: a checkerboard context (codec/entropy/context.py) of that width
+    context_hidden: int = 192
+
+    @property
+    def has_context(self) -> bool:
+        return self.context_features > 0
 
 
 def scale_table() -> list[float]:
@@ -153,8 +160,13 @@ class HyperpriorCompressor(nn.Module):
         self.log_gain_z = nn.Parameter((steps * 0.2)[:, None].repeat(1, z))
         self.entropy_bottleneck = ZModel(z)
         self.gaussian_conditional = YModel(scale_table())
+        self.context = (
+            CheckerboardContext(ContextConfig(m, cfg.context_features, cfg.context_hidden)) if cfg.has_context else None
+        )
 
-    def _raw_params(self, z_hat: Tensor, gain_y: Tensor) -> tuple[Tensor, Tensor]:
+    def raw_params(self, z_hat: Tensor, gain_y: Tensor) -> tuple[Tensor, Tensor]:
+        """z_hat (B,Z,h,w), dequantised -> y's means and scales (B,M,4h,4w), gained, before any
+        snapping (differentiable: training, the context's training and the effort search use it)."""
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
         return means * gain_y, F.softplus(scales) * gain_y
 
@@ -190,7 +202,25 @@ class HyperpriorCompressor(nn.Module):
         gain_y, gain_z = self.gains(level)
         medians_z = medians(self.entropy_bottleneck)
         z_hat = (z_symbols.to(medians_z.dtype) + medians_z) / gain_z
-        means, scales = self._raw_params(z_hat, gain_y)
+        return self._snapped(*self.raw_params(z_hat, gain_y))
+
+    def context_params(self, params: HyperParams, y_symbols: Tensor, level: float) -> HyperParams:
+        """Both sides, second pass of a checkerboard context: the anchors' symbols (1,M,h,w) int32
+        (what is at the non-anchors is ignored) and the hyperprior's `params` -> the parameters of
+        every position, the non-anchors' refined from the anchors around them."""
+        gain_y = self.gains(level)[0]
+        mask = anchor_mask(*y_symbols.shape[2:], device=params.means.device)
+        y_hat = y_symbols.to(params.means.dtype) + params.means
+        means, scales = self.context(torch.where(mask, y_hat, 0.0), params.means, params.scales, gain_y)
+        refined = self._snapped(means, scales)
+        return HyperParams(
+            means=torch.where(mask, params.means, refined.means),
+            scales=torch.where(mask, params.scales, refined.scales),
+            indexes=torch.where(mask, params.indexes, refined.indexes),
+        )
+
+    def _snapped(self, means: Tensor, scales: Tensor) -> HyperParams:
+        """Raw means and scales -> finite means on the 1/MEAN_GRID grid and scale-table indexes."""
         # A crafted file can push h_s to inf/nan; keep the arithmetic finite.
         means = torch.nan_to_num(means, nan=0.0, posinf=0.0, neginf=0.0).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
         # Snap the means to a grid too: then y_hat = symbol + mean is an exact dyadic

@@ -29,6 +29,7 @@ from bitstream import decode_symbols, encode_symbols, symbol_check
 from ..errors import DecoderDesyncError
 from ..runtime import RunOptions, on_device
 from .compressor import HyperParams, HyperpriorCompressor
+from .context import anchor_mask
 
 HYPER_FACTOR = 8  # z is 1/8 of the latent's side (compressor 2 x hyperprior 4)
 
@@ -46,8 +47,14 @@ class Sections:
     """The entropy-coded parts of a file, as the container stores them."""
 
     z_data: bytes
-    y_data: bytes
+    y_data: bytes  # all of y; with a checkerboard context, the anchors (first pass)
     symbol_check: int
+    y_rest_data: bytes | None = None  # with a checkerboard context: the non-anchors (second pass)
+
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of entropy-coded data (what the rate counts besides the container's few)."""
+        return len(self.z_data) + len(self.y_data) + len(self.y_rest_data or b"")
 
 
 class HyperpriorCodec:
@@ -59,6 +66,11 @@ class HyperpriorCodec:
         self.entropy_parameters = copy.deepcopy(compressor).to("cpu", torch.float64)
         self.z_tables = compressor.z_tables()
         self.y_tables = compressor.y_tables()
+
+    @property
+    def has_context(self) -> bool:
+        """Whether y is coded in two checkerboard passes (codec/entropy/context.py)."""
+        return self.compressor.cfg.has_context
 
     @property
     def levels(self) -> int:
@@ -74,16 +86,33 @@ class HyperpriorCodec:
         """Latent (1,C,h,w) -> the integer symbols at `level`, and y's entropy parameters."""
         with on_device(self.compressor, self.options):
             y, z_symbols = self.compressor.analyse(latent, level)
-            params = self.hyper_params(z_symbols.cpu().numpy(), level)
-            y_symbols = self.compressor.y_symbols(y, params, level)
-        return Symbols(z=z_symbols.cpu().numpy(), y=y_symbols.cpu().numpy()), params
+            return self.quantise(y, z_symbols.cpu().numpy(), level)
+
+    def quantise(self, y: Tensor, z_symbols: np.ndarray, level: float) -> tuple[Symbols, HyperParams]:
+        """y (1,M,h,w) and its z symbols -> y's symbols and entropy parameters, as the decoder derives them.
+
+        With a checkerboard context: the anchors are rounded about the hyperprior's means, then
+        the non-anchors about the means the context derives from those anchors."""
+        params = self.hyper_params(z_symbols, level)
+        y_symbols = self.compressor.y_symbols(y, params, level)
+        if self.has_context:
+            params = self.entropy_parameters.context_params(params, y_symbols.cpu(), level)
+            y_symbols = self.compressor.y_symbols(y, params, level)  # the anchors' means are unchanged
+        return Symbols(z=z_symbols, y=y_symbols.cpu().numpy()), params
 
     def encode(self, symbols: Symbols, params: HyperParams) -> Sections:
         """Symbols -> entropy-coded sections (the inverse of `decode`)."""
+        indexes = params.indexes.cpu().numpy()
+        z_data = encode_symbols(symbols.z, self._z_indexes(symbols.z.shape), self.z_tables)
+        check = symbol_check(symbols.z, symbols.y, *params.check_arrays())
+        if not self.has_context:
+            return Sections(z_data, encode_symbols(symbols.y, indexes, self.y_tables), check)
+        anchors = _anchors(indexes.shape)
         return Sections(
-            z_data=encode_symbols(symbols.z, self._z_indexes(symbols.z.shape), self.z_tables),
-            y_data=encode_symbols(symbols.y, params.indexes.cpu().numpy(), self.y_tables),
-            symbol_check=symbol_check(symbols.z, symbols.y, *params.check_arrays()),
+            z_data=z_data,
+            y_data=encode_symbols(symbols.y[anchors], indexes[anchors], self.y_tables),
+            symbol_check=check,
+            y_rest_data=encode_symbols(symbols.y[~anchors], indexes[~anchors], self.y_tables),
         )
 
     def compress(self, latent: Tensor, level: float) -> Sections:
@@ -94,6 +123,14 @@ class HyperpriorCodec:
     def hyper_params(self, z_symbols: np.ndarray, level: float) -> HyperParams:
         """z symbols -> y's entropy parameters, from the float64 CPU copy (bit-identical everywhere)."""
         return self.entropy_parameters.hyper_params(torch.from_numpy(z_symbols), level)
+
+    def parameters(self, symbols: Symbols, level: float) -> HyperParams:
+        """All of y's entropy parameters for known symbols, as the decoder derives them (with a
+        checkerboard context, the non-anchors' from the anchors' symbols)."""
+        params = self.hyper_params(symbols.z, level)
+        if self.has_context:
+            params = self.entropy_parameters.context_params(params, torch.from_numpy(symbols.y), level)
+        return params
 
     def synthesise(self, y_symbols: np.ndarray, params: HyperParams, level: float) -> Tensor:
         """y symbols -> coarse latent (1,C,2h,2w) on the device."""
@@ -114,7 +151,16 @@ class HyperpriorCodec:
         """Entropy-coded sections -> symbols and y's entropy parameters; DecoderDesyncError if unchecked."""
         z = decode_symbols(sections.z_data, self._z_indexes(z_shape), self.z_tables).astype(np.int32)
         params = self.hyper_params(z, level)
-        y = decode_symbols(sections.y_data, params.indexes.cpu().numpy(), self.y_tables).astype(np.int32)
+        indexes = params.indexes.cpu().numpy()
+        if not self.has_context:
+            y = decode_symbols(sections.y_data, indexes, self.y_tables).astype(np.int32)
+        else:
+            anchors = _anchors(indexes.shape)
+            y = np.zeros(indexes.shape, dtype=np.int32)
+            y[anchors] = decode_symbols(sections.y_data, indexes[anchors], self.y_tables)
+            params = self.entropy_parameters.context_params(params, torch.from_numpy(y), level)
+            indexes = params.indexes.cpu().numpy()
+            y[~anchors] = decode_symbols(sections.y_rest_data or b"", indexes[~anchors], self.y_tables)
         if symbol_check(z, y, *params.check_arrays()) != sections.symbol_check:
             raise DecoderDesyncError(
                 "decoded symbols fail their check: the file is corrupt or was encoded with "
@@ -131,3 +177,8 @@ class HyperpriorCodec:
     def _z_indexes(shape) -> np.ndarray:
         """z uses one CDF table per channel."""
         return np.broadcast_to(np.arange(shape[1])[None, :, None, None], shape)
+
+
+def _anchors(shape: tuple) -> np.ndarray:
+    """A bool array of y's shape (1,M,h,w): True at the checkerboard's anchors (the first pass)."""
+    return np.broadcast_to(anchor_mask(*shape[2:]).numpy(), shape)

@@ -46,7 +46,7 @@ class TrainableCompressor(HyperpriorCompressor):
         gain_z = self.log_gain_z[levels].exp()[:, :, None, None]
         y = self.g_a(latent)
         z_g_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(y) * gain_z)
-        means, scales = self._raw_params(z_g_hat / gain_z, gain_y)
+        means, scales = self.raw_params(z_g_hat / gain_z, gain_y)
         y_g = y * gain_y
         _, y_likelihoods = self.gaussian_conditional(y_g, scales, means=means)
         y_g_hat = ste_round(y_g - means) + means
