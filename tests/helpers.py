@@ -90,3 +90,21 @@ def short_png(width: int, height: int, rows: int) -> bytes:
     raw = b"".join(b"\x00" + row.tobytes() for row in pixels)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def decodes_exactly_or_is_refused(encoder, decoder, image, quality) -> str:
+    """ "exact" if `decoder` reads `encoder`'s file to its exact symbols and latent, "refused" if it
+    refuses it (a CodecError); silently different symbols or latent fail the calling test."""
+    import torch
+
+    from codec import CodecError
+
+    data = encoder.compress(image, quality)
+    expected = encoder.analyse(image, quality)
+    try:
+        _, got = decoder.decode_symbols(data)
+    except CodecError:
+        return "refused"
+    assert np.array_equal(got.z, expected.z) and np.array_equal(got.y, expected.y), "silently wrong symbols"
+    assert torch.equal(encoder.quantized_latent(data), decoder.quantized_latent(data)), "silently wrong latent"
+    return "exact"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_textured, with_crc
+from helpers import decodes_exactly_or_is_refused, make_textured, with_crc
 
 from bitstream import TWO_PASS_VERSION, Container, Header, read_container, write_container
 from codec import Codec, CodecError
@@ -86,17 +86,6 @@ def test_a_file_whose_version_does_not_fit_the_weights_is_refused_in_one_line(co
         assert "\n" not in str(err.value)
 
 
-def _exact_or_refused(encoder: Codec, decoder: Codec, image, quality) -> str:
-    data = encoder.compress(image, quality)
-    expected = encoder.analyse(image, quality)
-    try:
-        _, got = decoder.decode_symbols(data)
-    except CodecError:
-        return "refused"
-    assert np.array_equal(got.y, expected.y) and np.array_equal(got.z, expected.z), "silently wrong symbols"
-    return "exact"
-
-
 @pytest.mark.parametrize("ulps", [1, 4])
 def test_perturbing_the_context_by_a_few_ulp_never_gives_silently_wrong_symbols(codec, ulps):
     if not codec.entropy.has_context:
@@ -112,7 +101,7 @@ def test_perturbing_the_context_by_a_few_ulp_never_gives_silently_wrong_symbols(
 
     model.context.params = Nudged()
     images = [make_textured(128, 96), make_textured(96, 160)]
-    outcomes = [_exact_or_refused(codec, perturbed, im, q) for im in images for q in codec.qualities]
+    outcomes = [decodes_exactly_or_is_refused(codec, perturbed, im, q) for im in images for q in codec.qualities]
     assert set(outcomes) <= {"exact", "refused"} and "exact" in outcomes
 
 
@@ -122,7 +111,8 @@ def test_float32_context_parameters_decode_exactly_or_refuse(codec):
     float32 = Codec(codec.bundle)
     float32.entropy.entropy_parameters = copy.deepcopy(codec.bundle.compressor).to("cpu", torch.float32)
     images = [make_textured(128, 96), make_textured(96, 160)]
-    assert {_exact_or_refused(codec, float32, im, q) for im in images for q in codec.qualities} <= {"exact", "refused"}
+    outcomes = {decodes_exactly_or_is_refused(codec, float32, im, q) for im in images for q in codec.qualities}
+    assert outcomes <= {"exact", "refused"}
 
 
 @pytest.mark.parametrize("quality", [1, 3.5])

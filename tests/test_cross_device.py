@@ -7,29 +7,16 @@ hyper-synthesis, computed on the CPU in float64 on both sides (codec/api.py).
 
 import copy
 
-import numpy as np
 import pytest
 import torch
-from helpers import make_textured
+from helpers import decodes_exactly_or_is_refused, make_textured
 
-from codec import Codec, CodecError
+from codec import Codec
 
 
 @pytest.fixture(scope="module")
 def images():
     return [make_textured(128, 96), make_textured(96, 160).rotate(90, expand=True)]
-
-
-def _decodes_exactly_or_is_refused(encoder: Codec, decoder: Codec, image, quality: int) -> str:
-    data = encoder.compress(image, quality)
-    expected = encoder.analyse(image, quality)
-    try:
-        _, got = decoder.decode_symbols(data)
-    except CodecError:
-        return "refused"
-    assert np.array_equal(got.z, expected.z) and np.array_equal(got.y, expected.y), "silently wrong symbols"
-    assert torch.equal(encoder.quantized_latent(data), decoder.quantized_latent(data)), "silently wrong latent"
-    return "exact"
 
 
 def test_encoding_with_one_thread_and_decoding_with_two_gives_identical_latents(codec, images):
@@ -55,7 +42,7 @@ def test_the_decoded_latent_is_symbols_plus_snapped_means_exactly(codec, images)
 def test_a_decoder_with_float32_entropy_parameters_decodes_exactly_or_refuses(codec, images):
     float32 = Codec(codec.bundle)
     float32.entropy.entropy_parameters = copy.deepcopy(codec.bundle.compressor).to("cpu", torch.float32)
-    outcomes = {_decodes_exactly_or_is_refused(codec, float32, im, q) for im in images for q in codec.qualities}
+    outcomes = {decodes_exactly_or_is_refused(codec, float32, im, q) for im in images for q in codec.qualities}
     assert outcomes <= {"exact", "refused"}
 
 
@@ -71,6 +58,6 @@ def test_perturbing_the_hyper_synthesis_by_a_few_ulp_never_gives_silently_wrong_
             return out + out.abs() * (ulps * torch.finfo(out.dtype).eps) * torch.sign(torch.randn_like(out))
 
     model.h_s = Nudged()
-    outcomes = [_decodes_exactly_or_is_refused(codec, perturbed, im, q) for im in images for q in codec.qualities]
+    outcomes = [decodes_exactly_or_is_refused(codec, perturbed, im, q) for im in images for q in codec.qualities]
     assert set(outcomes) <= {"exact", "refused"}
     assert "exact" in outcomes  # float64 leaves ample margin: most files still decode exactly
