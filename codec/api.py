@@ -74,7 +74,7 @@ class Codec:
         self.pixels = PixelDecoders(self.autoencoder.decoder, factor, decoder_weights, self.options, self.runners)
         self._effort_search: EffortSearch | None = None
         # What an older shipped model needs to decode its files like this one (see `_codec_for`).
-        self._stage_weights = dict(prior_weights=prior_weights, int8_table=int8_table, decoder_weights=decoder_weights)
+        self._stage_weights = dict(int8_table=int8_table, decoder_weights=decoder_weights)
         self._legacy: dict[int, Codec] = {}
 
     @classmethod
@@ -350,6 +350,7 @@ class Codec:
             legacy = Codec(load_model(path), limits=self.limits, options=self.options, **self._stage_weights)
             # INT8 tables are calibrated for the default weights; an older model's files use that one
             legacy.runners.digests = self.weights_sha256
+            legacy.refiner = self.refiner  # the prior does not depend on the codec weights: one copy
             self._legacy[model_id] = legacy
         return self._legacy[model_id]
 

@@ -115,8 +115,8 @@ def save_model_variant(path: Path, base: Path, replaced: dict, info: dict, metad
     for name, tensor in replaced.items():
         tensors[name] = tensor.detach().cpu().contiguous().half()
     meta = dict(meta) | (metadata or {})
-    # the file it derives from (unless `info` names an earlier one: a combination of variants)
-    meta["info"] = json.dumps({"base": {"file": Path(base).name, "sha256": digest}} | info)
+    # the file it derives from (a base's own `base` record, if `info` copies one, is replaced)
+    meta["info"] = json.dumps(info | {"base": {"file": Path(base).name, "sha256": digest}})
     return _write_weights(Path(path), tensors, meta)
 
 
