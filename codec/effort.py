@@ -39,7 +39,7 @@ from .tiling import tile_map
 
 # Adam steps per effort level: each costs one pass of g_s and the fidelity decoder, forward and
 # backward, over the image (docs/effort.md has the time per Kodak image and what each level saves).
-ITERATIONS = (0, 6, 10, 16, 24, 32, 40, 48, 56, 64)
+ITERATIONS = (0, 6, 10, 16, 24, 32, 40, 46, 52, 56)
 ROUNDS = (0, 1, 1, 2, 2, 2, 2, 3, 3, 3)  # z (and with it y's entropy parameters) re-derived per round
 TILE, HALO = 48, 8  # y px (x16 image px); the halo about covers g_s and the decoder's receptive field
 Z_STEP = 4  # y px per z px
@@ -55,7 +55,7 @@ class SearchSettings:
     learning_rate: float = 0.05  # Adam, in quantiser steps; cosine decay to a tenth within a round
     tau_start: float = 0.5  # soft-rounding temperature, annealed geometrically within a round ...
     tau_end: float = 0.05  # ... to nearly hard rounding
-    msssim_weight: float = 0.5  # share of MS-SSIM in the distortion (0 = MSE only, what the weights were trained on)
+    msssim_weight: float = 0.1  # share of MS-SSIM in the distortion (0 = MSE only, what the weights were trained on)
     # search z too (soft-rounded like y): y's means and scales then follow z through h_s (and the
     # context) within a round, and z's own bits (its coding tables) count in J
     joint_z: bool = False
