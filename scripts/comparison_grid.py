@@ -1,12 +1,14 @@
 """Side-by-side pictures: original | ours (default) | ours --fidelity | AVIF | JPEG, at the same bytes.
 
     python scripts/comparison_grid.py ../shared/data/kodak --qualities 1 3 --out docs/images
+    python scripts/comparison_grid.py ../shared/data/kodak --qualities 1 3 --effort 9   # grid_q1_effort9.png, ...
 
 One PNG per quality (`grid_q1.png`, ...). Each row is a crop of a Kodak image: a face,
 foliage, fine lines and text, a smooth sky. Whole images are coded (crops are cut from
 the decoded images, so every codec sees the full picture); AVIF and JPEG files are the
 largest whose size is at most our file's bytes (Pillow; eval/baselines.py). Where JPEG
-cannot go that low, its panel says so. Labels give each file's bytes and bpp.
+cannot go that low, its panel says so. Labels give each file's bytes and bpp. With
+--effort N our files are encoded at that effort (the baselines then match its bytes).
 """
 
 import argparse
@@ -37,6 +39,7 @@ def main() -> None:
     ap.add_argument("--qualities", type=float, nargs="+", default=[1, 3])
     ap.add_argument("--out", type=Path, default=Path("docs/images"))
     ap.add_argument("--decoder-weights", type=Path, help="perceptual decoder (default: the shipped one)")
+    ap.add_argument("--effort", type=int, default=0, help="our encoder effort 0..9 (default 0)")
     args = ap.parse_args()
     codec = Codec.load(decoder_weights=args.decoder_weights)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -45,9 +48,10 @@ def main() -> None:
         for name, what, left, top in CROPS:
             image = Image.open(args.kodak / name).convert("RGB")
             pixels = image.width * image.height
-            data = codec.compress(image, q)
+            data = codec.compress(image, q, effort=args.effort)
             panels = [(image, f"original ({what})")]
-            panels.append((codec.decompress(data), f"ours: {len(data)} B, {8 * len(data) / pixels:.3f} bpp"))
+            ours = f"ours{f' effort {args.effort}' if args.effort else ''}"
+            panels.append((codec.decompress(data), f"{ours}: {len(data)} B, {8 * len(data) / pixels:.3f} bpp"))
             panels.append((codec.decompress(data, fidelity=True), "ours --fidelity: same file"))
             for baseline in ("avif", "jpeg"):
                 enc = encode_at_bpp(baseline, image, 8 * len(data) / pixels, at_most=True)
@@ -59,7 +63,7 @@ def main() -> None:
             rows.append(
                 [(None if im is None else im.crop((left, top, left + SIDE, top + SIDE)), t) for im, t in panels]
             )
-        path = args.out / f"grid_q{q:g}.png"
+        path = args.out / (f"grid_q{q:g}" + (f"_effort{args.effort}" if args.effort else "") + ".png")
         render(rows, path)
         print(f"quality {q:g} -> {path}")
 
