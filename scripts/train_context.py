@@ -82,6 +82,14 @@ def gaussian_bits(residual: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     return -torch.log2(p.clamp_min(1e-9))
 
 
+def random_level(rng: np.random.Generator, levels: int) -> float:
+    """A 0-based level: half the time a trained one, half the time uniform on the continuous
+    scale (-4 .. levels + 1, in the quality scale's 1/32 steps)."""
+    if rng.random() < 0.5:
+        return float(rng.integers(levels))
+    return round(float(rng.uniform(-4, levels + 1)) * 32) / 32
+
+
 class Batches:
     """Random y crops (B, M, crop, crop) at multiples of 4 y px, flipped half the time, with levels."""
 
@@ -90,9 +98,7 @@ class Batches:
         self.rng = np.random.default_rng(seed)
 
     def level(self) -> float:
-        if self.rng.random() < 0.5:
-            return float(self.rng.integers(self.levels))
-        return round(float(self.rng.uniform(-4, self.levels + 1)) * 32) / 32
+        return random_level(self.rng, self.levels)
 
     def batch(self, n: int) -> tuple[torch.Tensor, list[float]]:
         out, s = [], self.crop

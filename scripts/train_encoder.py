@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from safetensors.torch import load_file  # noqa: E402
-from train_context import gaussian_bits  # noqa: E402
+from train_context import gaussian_bits, random_level  # noqa: E402
 from train_perceptual_decoder import QUALITIES, build_cache, validation_names  # noqa: E402
 
 from codec.entropy.compressor import SCALE_MIN, medians  # noqa: E402
@@ -71,9 +71,7 @@ class Crops:
         self.rng = np.random.default_rng(seed)
 
     def level(self) -> float:
-        if self.rng.random() < 0.5:
-            return float(self.rng.integers(self.levels))
-        return round(float(self.rng.uniform(-4, self.levels + 1)) * 32) / 32
+        return random_level(self.rng, self.levels)
 
     def batch(self, n: int) -> tuple[torch.Tensor, list[float]]:
         out, s = [], self.size
