@@ -22,6 +22,7 @@ Large images are searched on tiles of y (TILE, with HALO of fixed context each s
 after the other, so memory stays flat; images up to TILE x 16 px a side are one tile.
 """
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,14 @@ Z_STEP = 4  # y px per z px
 EXACT_TILE = 1024  # image px: the exact measurement decodes on tiles, as decompress does
 MSSSIM_TO_MSE = 0.02  # (1 - MS-SSIM) -> MSE units (scripts/train.py's mix)
 MSSSIM_MIN_SIDE = 161  # px: 5 scales of the 11-px window
+
+
+def level_lambda(log_lambdas: list[float], level: float) -> float:
+    """A 0-based level's rate-distortion trade-off from the trained levels' log lambdas:
+    log-linear between them (like the gains), the end segments extended beyond."""
+    last = len(log_lambdas) - 1
+    i = min(max(math.floor(level), 0), last - 1)
+    return math.exp(log_lambdas[i] + (level - i) * (log_lambdas[i + 1] - log_lambdas[i]))
 
 
 @dataclass(frozen=True)
@@ -99,10 +108,7 @@ class EffortSearch:
         self._z_bit_table = None  # built on first use (joint_z)
 
     def lam(self, level: float) -> float:
-        """The level's rate-distortion trade-off: log-linear between trained levels, extended beyond."""
-        ll, last = self.log_lambdas, len(self.log_lambdas) - 1
-        i = min(max(math.floor(level), 0), last - 1)
-        return math.exp(ll[i] + (level - i) * (ll[i + 1] - ll[i]))
+        return level_lambda(self.log_lambdas, level)
 
     def run(
         self,
@@ -129,6 +135,7 @@ class EffortSearch:
                 target = _Target(x, mask, comp.gains(level)[0].float(), self.lam(level), size[0] * size[1])
                 v = comp.g_a(latent) * target.gain_y
             best = self._exact(v, target, level)  # the one-pass symbols: never returned worse
+            synthesis = _StepSynthesis(comp.g_s, self.decoder)
             h, w = v.shape[2:]
             tiles = [(r, c) for r in range(0, h, TILE) for c in range(0, w, TILE)]
             total, done = iterations * len(tiles), 0
@@ -141,7 +148,7 @@ class EffortSearch:
                 n = iterations * (r + 1) // rounds - iterations * r // rounds
                 for r0, c0 in tiles:
                     rows, cols = slice(r0, min(h, r0 + TILE)), slice(c0, min(w, c0 + TILE))
-                    state = self._search_tile(state, target, level, rows, cols, n, done, total, progress)
+                    state = self._search_tile(state, target, level, rows, cols, n, done, total, progress, synthesis)
                     done += n
                 v = state.v
                 # the round's z (the parameters it searched under), or z re-derived from the new y
@@ -152,9 +159,9 @@ class EffortSearch:
                 best = min((best, *candidates), key=lambda c: c.cost)
             return best
 
-    def _search_tile(self, state: "_State", target, level, rows, cols, n, done, total, progress) -> "_State":
+    def _search_tile(self, state: "_State", target, level, rows, cols, n, done, total, progress, synthesis) -> "_State":
         """n Adam steps on v[rows, cols] (y px) with HALO px of fixed context each side (and, with
-        joint_z, on z under them); returns the whole state."""
+        joint_z, on z under them); returns the whole state. `synthesis`: y_hat -> pixels."""
         v = state.v
         h, w = v.shape[2:]
         box = (slice(max(0, rows.start - HALO), min(h, rows.stop + HALO)),
@@ -193,7 +200,7 @@ class EffortSearch:
                 else:
                     q = _soft_round(u - means, tau) + means
                     bits = _gaussian_bits(q - means, scales)[keep].sum()
-                x_hat = self.decoder(self.compressor.g_s(q / part.gain_y))
+                x_hat = synthesis(q / part.gain_y)
                 err = _distortion(x_hat, part.x, pixel_keep, cfg.msssim_weight)
                 cost = (bits + z_bits + part.lam * 255**2 * err) / part.pixels
                 grads = torch.autograd.grad(cost, [u, zs] if cfg.joint_z else [u])
@@ -270,6 +277,20 @@ class EffortSearch:
             err = self._tiled_distortion(x_hat, target)
         bits = 8 * sections.payload_bytes
         return SearchResult(symbols, params, (bits + target.lam * 255**2 * err) / target.pixels)
+
+
+class _StepSynthesis:
+    """y_hat (1,M,h,w) -> pixels (1,3,16h,16w): g_s then the fidelity decoder, as the search's steps
+    run them: on copies in channels-last (NHWC) layout, whose oneDNN convolutions ran faster
+    forward and backward on the 2-core CPU (the same results to float rounding; docs/effort.md).
+    Copies, because the codec's own modules decode files and must keep their layout and pixels."""
+
+    def __init__(self, g_s: torch.nn.Module, decoder: torch.nn.Module):
+        self.g_s = copy.deepcopy(g_s).to(memory_format=torch.channels_last)
+        self.decoder = copy.deepcopy(decoder).to(memory_format=torch.channels_last)
+
+    def __call__(self, y_hat: Tensor) -> Tensor:
+        return self.decoder(self.g_s(y_hat.contiguous(memory_format=torch.channels_last)))
 
 
 @dataclass(frozen=True)

@@ -132,14 +132,87 @@ def _write_weights(path: Path, tensors: dict, metadata: dict) -> str:
 
 
 def _read_weights(path: Path, default: Path) -> tuple[bytes, str]:
-    """Bytes and SHA-256 of a weight file, checked against its record (required for `default`)."""
+    """Bytes and SHA-256 of a weight file, checked against its record (required for `default`, the
+    legacy files and a file rebuilt from its derivation record)."""
+    rebuilt = not path.exists() and _derivation_record(path).exists()
     try:
-        raw = path.read_bytes()
+        raw = _rebuild(path) if rebuilt else path.read_bytes()
     except OSError as exc:
         raise ModelFileError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
     digest = hashlib.sha256(raw).hexdigest()
-    _check_digest(path, digest, required=path == default or path in LEGACY_WEIGHTS)
+    _check_digest(path, digest, required=rebuilt or path == default or path in LEGACY_WEIGHTS)
     return raw, digest
+
+
+# -- derived weight files ----------------------------------------------------------------------
+# A weight file whose every tensor is, byte for byte, in another shipped file (dpc-v1 is dpc-v2
+# without the context) need not ship its 9 MB: NAME.safetensors.derived.json records its
+# safetensors header verbatim and the base file's name, and reading NAME.safetensors rebuilds
+# its exact bytes from the base's tensors. The rebuilt bytes must match NAME's .sha256 record,
+# so the model id and everything decoded with it are those of the original file.
+
+
+def write_derivation(path: Path, base: Path) -> Path:
+    """Record how to rebuild weight file `path` from the tensors of `base` (same folder); the
+    record's path. ModelFileError unless the rebuild gives `path`'s bytes exactly; `path` itself
+    may then be deleted."""
+    path, base = Path(path), Path(base)
+    raw = path.read_bytes()
+    if base.parent.resolve() != path.parent.resolve():
+        raise ModelFileError(f"{base} must lie beside {path}")
+    record = _derivation_record(path)
+    header_len = int.from_bytes(raw[:8], "little")
+    text = json.dumps({"base": base.name, "header": raw[8 : 8 + header_len].decode()}, indent=1)
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(text + "\n")
+    try:
+        if _rebuild(path, tmp) != raw:
+            raise ModelFileError(f"{path} cannot be rebuilt from {base}")
+    except ModelFileError:
+        tmp.unlink()
+        raise
+    tmp.replace(record)
+    return record
+
+
+def _derivation_record(path: Path) -> Path:
+    return path.with_name(path.name + ".derived.json")
+
+
+def _tensor_entries(raw: bytes) -> tuple[dict, int]:
+    """A safetensors file's {name: {dtype, shape, data_offsets}} and where its data begins."""
+    header_len = int.from_bytes(raw[:8], "little")
+    entries = json.loads(raw[8 : 8 + header_len])
+    entries.pop("__metadata__", None)
+    return entries, 8 + header_len
+
+
+def _rebuild(path: Path, record: Path | None = None) -> bytes:
+    """The bytes of derived weight file `path`: its recorded header, then its tensors' bytes taken
+    from the base file (itself checked against its own SHA-256 record), in the header's order."""
+    record = record or _derivation_record(path)
+    try:
+        spec = json.loads(record.read_text())
+        base, header = path.with_name(spec["base"]), spec["header"].encode()
+        entries, _ = _tensor_entries(len(header).to_bytes(8, "little") + header)
+        if not base.is_file():  # a base is a real file: no chains, so no cycles
+            raise ValueError(f"its base {base.name} is missing")
+        base_raw, _ = _read_weights(base, DEFAULT_WEIGHTS)
+        base_entries, base_start = _tensor_entries(base_raw)
+        data = bytearray()
+        for name, entry in sorted(entries.items(), key=lambda item: item[1]["data_offsets"][0]):
+            start, end = entry["data_offsets"]
+            found = base_entries.get(name)
+            if found is None or (found["dtype"], found["shape"]) != (entry["dtype"], entry["shape"]):
+                raise ValueError(f"tensor {name} is not in {base.name} as recorded")
+            if start != len(data):
+                raise ValueError("the recorded header's tensors do not follow each other")
+            data += base_raw[base_start + found["data_offsets"][0] : base_start + found["data_offsets"][1]]
+            if len(data) != end:
+                raise ValueError(f"tensor {name} has another size in {base.name}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"cannot rebuild weight file {path} from {record.name}: {exc}") from None
+    return len(header).to_bytes(8, "little") + header + bytes(data)
 
 
 @contextmanager

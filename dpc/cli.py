@@ -120,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="encoder effort 0..9: per image, search the latent for a better rate-distortion point "
-        "(slower, smaller at the same quality; docs/effort.md); 0 = one pass (default)",
+        "(slower, smaller at the same PSNR under --fidelity decoding; it costs LPIPS under the default "
+        "decode: docs/effort.md); 0 = one pass (default)",
     )
     _common(c)
     _refine_options(c, "decoder settings to record in the file (default: the level's measured default)")

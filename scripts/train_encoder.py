@@ -54,6 +54,7 @@ from safetensors.torch import load_file  # noqa: E402
 from train_context import gaussian_bits, random_level  # noqa: E402
 from train_perceptual_decoder import QUALITIES, build_cache, validation_names  # noqa: E402
 
+from codec.effort import level_lambda  # noqa: E402
 from codec.entropy.compressor import SCALE_MIN, medians  # noqa: E402
 from codec.entropy.context import anchor_mask  # noqa: E402
 from codec.entropy.training import TrainableCompressor, ste_round  # noqa: E402
@@ -84,18 +85,11 @@ class Crops:
         return torch.stack(out), [self.level() for _ in range(n)]
 
 
-def lam(log_lambdas: list[float], level: float) -> float:
-    """The level's trade-off, log-linear between trained levels, extended beyond (codec/effort.py)."""
-    last = len(log_lambdas) - 1
-    i = min(max(math.floor(level), 0), last - 1)
-    return math.exp(log_lambdas[i] + (level - i) * (log_lambdas[i + 1] - log_lambdas[i]))
-
-
 def rd_cost(comp: TrainableCompressor, decoder, latent, x, levels, log_lambdas) -> tuple[torch.Tensor, dict]:
     """J per crop (B,) as the coder codes (module docstring), and its parts for the log."""
     gy = torch.cat([comp.gains(v)[0] for v in levels])
     gz = torch.cat([comp.gains(v)[1] for v in levels])
-    lams = torch.tensor([lam(log_lambdas, v) for v in levels])
+    lams = torch.tensor([level_lambda(log_lambdas, v) for v in levels])
     y = comp.g_a(latent)
     med = medians(comp.entropy_bottleneck)
     z_g = comp.h_a(y) * gz

@@ -8,6 +8,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from helpers import make_textured
 from PIL import Image
 
@@ -161,3 +162,18 @@ def test_the_z_bits_the_search_counts_are_the_coded_z_bits(codec):
     sections = codec.entropy.encode(symbols, codec.entropy.parameters(symbols, 1))
     bits = float(codec.effort_search._z_bits(torch.from_numpy(symbols.z).float()).sum())
     assert abs(bits - 8 * len(sections.z_data)) <= 64
+
+
+def test_the_search_steps_through_channels_last_copies_with_the_codecs_pixels(codec, image):
+    """The steps run g_s and the decoder on NHWC copies (faster on the CPU): the same pixels to
+    float rounding, and the codec's own modules, which decode files, keep their layout."""
+    from codec.effort import _StepSynthesis
+
+    comp, decoder = codec.entropy.compressor, codec.autoencoder.decoder
+    y_hat = torch.randn(1, comp.cfg.y_channels, 4, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        steps = _StepSynthesis(comp.g_s, decoder)(y_hat)
+        plain = decoder(comp.g_s(y_hat))
+    assert steps.shape == plain.shape == (1, 3, 64, 96)
+    assert torch.allclose(steps, plain, atol=1e-4)
+    assert all(p.is_contiguous() for p in (*comp.g_s.parameters(), *decoder.parameters()))
