@@ -161,8 +161,7 @@ def write_derivation(path: Path, base: Path) -> Path:
     if base.parent.resolve() != path.parent.resolve():
         raise ModelFileError(f"{base} must lie beside {path}")
     record = _derivation_record(path)
-    header_len = int.from_bytes(raw[:8], "little")
-    text = json.dumps({"base": base.name, "header": raw[8 : 8 + header_len].decode()}, indent=1)
+    text = json.dumps({"base": base.name, "header": _header(raw).decode()}, indent=1)
     tmp = record.with_name(record.name + ".tmp")
     tmp.write_text(text + "\n")
     try:
@@ -179,12 +178,11 @@ def _derivation_record(path: Path) -> Path:
     return path.with_name(path.name + ".derived.json")
 
 
-def _tensor_entries(raw: bytes) -> tuple[dict, int]:
-    """A safetensors file's {name: {dtype, shape, data_offsets}} and where its data begins."""
-    header_len = int.from_bytes(raw[:8], "little")
-    entries = json.loads(raw[8 : 8 + header_len])
+def _tensor_entries(header: bytes) -> dict:
+    """A safetensors header's {name: {dtype, shape, data_offsets}} (offsets from the data's start)."""
+    entries = json.loads(header)
     entries.pop("__metadata__", None)
-    return entries, 8 + header_len
+    return entries
 
 
 def _rebuild(path: Path, record: Path | None = None) -> bytes:
@@ -194,11 +192,12 @@ def _rebuild(path: Path, record: Path | None = None) -> bytes:
     try:
         spec = json.loads(record.read_text())
         base, header = path.with_name(spec["base"]), spec["header"].encode()
-        entries, _ = _tensor_entries(len(header).to_bytes(8, "little") + header)
+        entries = _tensor_entries(header)
         if not base.is_file():  # a base is a real file: no chains, so no cycles
             raise ValueError(f"its base {base.name} is missing")
         base_raw, _ = _read_weights(base, DEFAULT_WEIGHTS)
-        base_entries, base_start = _tensor_entries(base_raw)
+        base_header = _header(base_raw)
+        base_entries, base_start = _tensor_entries(base_header), 8 + len(base_header)
         data = bytearray()
         for name, entry in sorted(entries.items(), key=lambda item: item[1]["data_offsets"][0]):
             start, end = entry["data_offsets"]
@@ -329,9 +328,13 @@ def _check_digest(path: Path, digest: str, required: bool) -> None:
         )
 
 
+def _header(raw: bytes) -> bytes:
+    """A safetensors file's JSON header: after its 8-byte little-endian length, before the data."""
+    return raw[8 : 8 + int.from_bytes(raw[:8], "little")]
+
+
 def _metadata(raw: bytes) -> dict:
-    header_len = int.from_bytes(raw[:8], "little")
-    return json.loads(raw[8 : 8 + header_len]).get("__metadata__", {})
+    return json.loads(_header(raw)).get("__metadata__", {})
 
 
 def _resize_table_buffers(module: torch.nn.Module, state: dict) -> None:
