@@ -23,8 +23,9 @@ from it, so a hostile header cannot make the decoder allocate.
 import binascii
 import struct
 from dataclasses import dataclass
+from numbers import Integral
 
-from .errors import BitstreamError, ImageTooLargeError, UnsupportedVersionError
+from .errors import BitstreamError, ImageTooLargeError, InvalidOptionError, UnsupportedVersionError
 from .hints import RefineSettings, unpack_hints
 from .rate import RatePoint
 from .varint import VarintError, decode_varint, encode_varint
@@ -50,6 +51,14 @@ class BitstreamLimits:
 
     max_pixels: int = MAX_PIXELS
     max_side: int = 1 << 16
+
+    def __post_init__(self):
+        # A limit of 0 (or less) would refuse every file with a misleading "too large"; the CLI
+        # refuses it as a usage error, and the API (Codec.load(max_pixels=...)) now does the same.
+        for name in ("max_pixels", "max_side"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+                raise InvalidOptionError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)

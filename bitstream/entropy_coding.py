@@ -49,6 +49,7 @@ class CdfTables:
 
     def __post_init__(self):
         object.__setattr__(self, "_models", {})
+        object.__setattr__(self, "_min_bits", None)
 
     def model(self, t: int):
         """constriction model for table t, built once from its integer frequencies."""
@@ -64,6 +65,28 @@ class CdfTables:
     @property
     def num_tables(self) -> int:
         return len(self.cdf_length)
+
+    @property
+    def min_bits(self) -> float:
+        """The fewest bits any one symbol can cost under these tables: the information of the most
+        probable bin of the most peaked table (what bounds how many symbols a section can hold)."""
+        if self._min_bits is None:
+            frequencies = np.diff(self.cdf, axis=1).astype(np.float64)
+            valid = np.arange(frequencies.shape[1])[None, :] < (self.cdf_length[:, None] - 1)
+            frequencies = np.where(valid, frequencies, 0.0)
+            peak = frequencies.max(axis=1) / frequencies.sum(axis=1)
+            object.__setattr__(self, "_min_bits", float(-np.log2(peak.max())))
+        return self._min_bits
+
+
+def check_capacity(data: bytes, count: int, tables: CdfTables, what: str) -> None:
+    """BitstreamError if `data` is too short to hold `count` symbols under `tables` (half the least
+    they can cost, for margin): a header that claims a huge image over a few bytes is refused
+    before the work and the memory that decoding its symbols would take."""
+    if 8 * len(data) < count * tables.min_bits / 2:
+        raise BitstreamError(
+            f"corrupt file: its {what} ({len(data)} bytes) cannot hold the {count} symbols its header claims"
+        )
 
 
 def _bins(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> tuple[np.ndarray, np.ndarray]:

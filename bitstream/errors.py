@@ -38,3 +38,11 @@ class DecoderDesyncError(BitstreamError):
     """
 
     exit_code = 8
+
+
+class InvalidOptionError(CodecError):
+    """An option's value is out of range (quality, target bpp, refinement settings, tile, device,
+    pixel limit), or the arguments do not fit together; the CLI's usage errors share its exit code.
+    Defined here because the bytes layer checks its own options too (BitstreamLimits)."""
+
+    exit_code = 2

@@ -10,6 +10,7 @@ from bitstream.errors import (
     CodecError,
     DecoderDesyncError,
     ImageTooLargeError,
+    InvalidOptionError,
     UnsupportedVersionError,
 )
 
@@ -52,13 +53,6 @@ class ModelFileError(CodecError):
     """The weight file is missing, not safetensors, or does not match its config."""
 
     exit_code = 10
-
-
-class InvalidOptionError(CodecError):
-    """An option's value is out of range (quality, target bpp, refinement settings, tile, device),
-    or the arguments do not fit together; the CLI's usage errors share its exit code."""
-
-    exit_code = 2
 
 
 class OutputWriteError(CodecError):

@@ -38,7 +38,7 @@ class RateScale:
         return 1 - RATE_EXTRAPOLATION[0], self.levels + RATE_EXTRAPOLATION[1]
 
     def point(self, quality: float) -> RatePoint:
-        """quality -> its RatePoint on the 1/32 grid; InvalidOptionError if off the scale."""
+        """quality -> its RatePoint; InvalidOptionError if off the scale or off its 1/32 grid."""
         if isinstance(quality, bool) or not isinstance(quality, Real):
             raise InvalidOptionError(f"quality must be a number, got {quality!r}")
         low, high = self.span
@@ -46,7 +46,16 @@ class RateScale:
             raise InvalidOptionError(
                 f"quality must be between {low} and {high} (1..{self.levels} are trained), got {quality!r}"
             )
-        return self.point_at(round((float(quality) - 1) * RATE_STEPS))
+        # Rounding 3.01 to 3 would write a file other than the one asked for, without a word. A float
+        # times 32 is exact, so a quality on the grid (2.5, -2.96875) passes and any other is refused.
+        steps = float(quality) * RATE_STEPS
+        if steps != round(steps):
+            below = math.floor(steps) / RATE_STEPS
+            raise InvalidOptionError(
+                f"quality must be a multiple of 1/{RATE_STEPS}, got {quality!r} "
+                f"(the nearest are {below:g} and {below + 1 / RATE_STEPS:g})"
+            )
+        return self.point_at(round(steps) - RATE_STEPS)
 
     def point_at(self, step: int) -> RatePoint:
         """The point `step` grid steps (1/32 level) above quality 1."""

@@ -17,6 +17,7 @@
 import io
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import traceback
@@ -64,15 +65,40 @@ class Task:
 
 
 def read_bytes(path: Path) -> bytes:
+    fifo = False
     try:
         if path.is_dir():
             raise BitstreamError(f"{path} is a folder, not a .dpc file")
-        data = path.read_bytes()
+        fifo = path.is_fifo()
+        data = _read_fifo(path) if fifo else path.read_bytes()
     except OSError as exc:
         raise BitstreamError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not data:
+        if fifo:
+            raise BitstreamError(f"{path} is a FIFO with no writer (nothing to read): not a .dpc file")
         raise BitstreamError(f"{path} is empty (0 bytes): not a .dpc file")
     return data
+
+
+FIFO_GRACE_S = 1.0  # how long a FIFO's writer may take to turn up (one blocked in its open() wakes with ours)
+
+
+def _read_fifo(path: Path) -> bytes:
+    """All a FIFO's writer writes, or b"" when it has none: a plain open() would wait for a writer
+    for ever (issue #30). The open does not wait; a writer then gets FIFO_GRACE_S to write, after
+    which a non-blocking read tells the cases apart: data, EAGAIN (a writer, silent so far: wait
+    for it) or end of file (none)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        select.select([fd], [], [], FIFO_GRACE_S)
+        try:
+            first = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            first = None
+        if first == b"":
+            return b""
+        os.set_blocking(fd, True)
+        return (first or b"") + f.readall()
 
 
 def folder_jobs(src: Path, out: Path | None, suffixes, new_suffix: str) -> list[tuple[Path, Path]]:
@@ -178,7 +204,10 @@ def run(
     `cluster` (dpc/scale_out.py's Cluster): the files go to Ray workers, as a folder run (summary)."""
     if not folder and cluster is None:
         ((src, dst),) = jobs
-        check_output(dst, (src,), task.force)  # checked before any work; write_atomic checks again
+        advice = "use --force to overwrite"
+        if task.verb == "decompress":  # photo.dpc's photo.png is likely the original: --force would lose it
+            advice = "it may be the original image: write the decoded one elsewhere with -o OTHER.png"
+        check_output(dst, (src,), task.force, advice)  # checked before any work; write_atomic checks again
         check_writable(dst)
         show = not task.quiet and sys.stderr.isatty()  # a single long decode (8192 px: minutes) says where it is
         progress = StageLine(f"{task.verb} {src.name}") if show else None
@@ -228,7 +257,14 @@ class _Batch:
         from tqdm import tqdm
 
         done = self.skipped + len(self.failures)
-        self.bar = tqdm(total=len(self.jobs), initial=done, desc=self.task.verb, unit="file", file=sys.stderr)
+        self.bar = tqdm(
+            total=len(self.jobs),
+            initial=done,
+            desc=self.task.verb,
+            unit="file",
+            file=sys.stderr,
+            disable=self.task.quiet,  # --quiet: failures and the summary line only
+        )
         try:
             if cluster is not None and self.todo:
                 from .scale_out import run_on_ray

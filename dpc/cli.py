@@ -9,8 +9,9 @@
     dpc eval DATASET --out RESULTS       (eval/cli.py)
     dpc bench [IMAGES...] [--sizes ...] [--configs ...] [--json FILE]   (eval/bench.py)
 
-compress and decompress also take the deployment options of codec/runtime.py:
-    --device D --dtype {fp32,fp16,bf16} --int8 --offload --compile --channels-last --attention {sdpa,eager}
+compress and decompress also take the deployment options of codec/runtime.py (compress only the
+first two: the others change decoding alone, and compress refuses them):
+    --device D --offload --dtype {fp32,fp16,bf16} --int8 --compile --channels-last --attention {sdpa,eager}
 
 IN may be a folder: then -o names an output folder (default: IN itself) and
 files keep their stem (a.png -> OUT/a.dpc -> OUT2/a.png), with a progress bar,
@@ -42,6 +43,7 @@ from codec.options import DEFAULT_TILE, EFFORTS, check_tile
 # its signal handling before anything slow is imported, so Ctrl-C in the first seconds ends as later.
 from .batch import Task, folder_jobs, read_bytes, run
 from .entry import Terminated, on_signal, received
+from .files import check_output
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compress", help="image(s) -> .dpc")
     c.add_argument("input", type=Path, help="image file or folder of images")
-    c.add_argument("-o", "--output", type=Path, help="output file (or folder when IN is a folder)")
+    c.add_argument("-o", "--output", help="output file (or folder when IN is a folder)")
     rate = c.add_mutually_exclusive_group()
     rate.add_argument(
         "-q",
@@ -125,12 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(c)
     _refine_options(c, "decoder settings to record in the file (default: the level's measured default)")
-    _run_options(c)
+    _run_options(c, decode=False)
     c.set_defaults(run=_compress)
 
     d = sub.add_parser("decompress", help=".dpc -> PNG")
     d.add_argument("input", type=Path, help=".dpc file or folder of .dpc files")
-    d.add_argument("-o", "--output", type=Path, help="output PNG (or folder when IN is a folder)")
+    d.add_argument("-o", "--output", help="output PNG (or folder when IN is a folder)")
     _common(d)
     _refine_options(d, "refinement (default: what the file's header records)")
     d.add_argument(
@@ -163,19 +165,35 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _run_options(p: argparse.ArgumentParser) -> None:
+def _run_options(p: argparse.ArgumentParser, decode: bool = True) -> None:
+    """The deployment options; without `decode` (compress), those that only change decoding are refused."""
     from codec.options import ATTENTION, DTYPES
 
     g = p.add_argument_group("deployment", "how the models run (docs/performance.md: what to pick on which machine)")
     g.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
-    g.add_argument("--dtype", choices=list(DTYPES), default="fp32", help="decoding precision (default fp32)")
-    g.add_argument("--int8", action="store_true", help="INT8 prior and pixel decoders (CPU; calibrated, shipped)")
     g.add_argument(
         "--offload", action="store_true", help="keep models on the CPU; each visits the device for its stage"
     )
-    g.add_argument("--compile", action="store_true", help="torch.compile the decoding models (slow first call)")
-    g.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the convolutions")
-    g.add_argument("--attention", choices=ATTENTION, default="sdpa", help="the prior's attention kernel (default sdpa)")
+    decoding = [
+        ("--dtype", dict(choices=list(DTYPES), default="fp32", help="decoding precision (default fp32)")),
+        ("--int8", dict(action="store_true", help="INT8 prior and pixel decoders (CPU; calibrated, shipped)")),
+        ("--compile", dict(action="store_true", help="torch.compile the decoding models (slow first call)")),
+        ("--channels-last", dict(action="store_true", help="NHWC memory layout for the convolutions")),
+        ("--attention", dict(choices=ATTENTION, default="sdpa", help="the prior's attention kernel (default sdpa)")),
+    ]
+    for flag, kwargs in decoding:
+        if decode:
+            g.add_argument(flag, **kwargs)
+        else:  # accepted, they would do nothing to the file: a user who asks for them is told so
+            nargs = 0 if kwargs.get("action") == "store_true" else None
+            p.add_argument(flag, action=_DecodeOnly, nargs=nargs, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+class _DecodeOnly(argparse.Action):
+    """A deployment option that only changes decoding, given to compress: a usage error (exit 2)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} applies to decoding only (dpc decompress); compress does not take it")
 
 
 def _run_option_values(args) -> dict:
@@ -293,6 +311,7 @@ def _positive_float(text: str) -> float:
 
 # -- commands ----------------------------------------------------------------------------
 def _compress(args) -> int:
+    output = _output(args, ".dpc")
     cluster = _cluster(args)
     from codec.rate import DEFAULT_QUALITY
 
@@ -304,7 +323,7 @@ def _compress(args) -> int:
         codec.default_refine(quality).with_overrides(**refine)
     from codec.images import IMAGE_SUFFIXES
 
-    jobs = folder_jobs(args.input, args.output, IMAGE_SUFFIXES, ".dpc")
+    jobs = folder_jobs(args.input, output, IMAGE_SUFFIXES, ".dpc")
     task = Task(
         "compress",
         quality,
@@ -322,6 +341,7 @@ def _compress(args) -> int:
 
 
 def _decompress(args) -> int:
+    output = _output(args, ".png")
     cluster = _cluster(args)
     codec = None if cluster else _load_codec(args)
     refine = _refine_overrides(args)
@@ -330,7 +350,7 @@ def _decompress(args) -> int:
             f"--fidelity decodes without refinement; drop --{' --'.join(refine).replace('_', '-')}"
         )
     check_tile(args.tile)
-    jobs = folder_jobs(args.input, args.output, {".dpc"}, ".png")
+    jobs = folder_jobs(args.input, output, {".dpc"}, ".png")
     task = Task(
         "decompress",
         0,
@@ -354,6 +374,7 @@ def _info(args) -> int:
     data = read_bytes(args.input)
     container = read_container(data)
     h = container.header
+    _check_shipped_model(h)
     pixels = h.width * h.height
     print(f"file:            {args.input}")
     print(f"format version:  {h.version}")
@@ -376,6 +397,49 @@ def _info(args) -> int:
 
 
 # -- helpers -----------------------------------------------------------------------------
+def _check_shipped_model(header) -> None:
+    """What decompress would refuse of a header made by a shipped model (a quality it has no level
+    for, a format version its coding does not write), refused as decompress does; without torch."""
+    from bitstream import TWO_PASS_VERSION
+    from codec.errors import BitstreamError
+    from codec.rate import RateScale
+    from codec.shipped import coding_config, shipped_weights
+
+    path = shipped_weights(header.model_id)
+    if path is None:
+        return  # other weights: only they can tell
+    try:
+        config = coding_config(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # decompress explains what is wrong with the weights
+    RateScale(config.levels).check(header.rate, BitstreamError)
+    if (header.version >= TWO_PASS_VERSION) != config.two_pass:
+        raise BitstreamError(f"corrupt header: format version {header.version} does not fit the weights it names")
+
+
+def _output(args, new_suffix: str) -> Path | None:
+    """-o as a Path, refused early (before the models load) where it cannot mean what it says.
+
+    With one input file, -o names the output file: "-o newdir/" (a trailing slash, no such folder)
+    would otherwise become a file named newdir, and decompress writes PNG only, so "-o out.jpg"
+    would hold PNG bytes under a JPEG name. What even --force must not replace (the input itself,
+    a folder, a FIFO) is refused first, as it would be later (dpc/files.py)."""
+    if args.output is None:
+        return None
+    output = Path(args.output)
+    if not args.input.exists() or args.input.is_dir():  # a missing input is refused next; a folder's -o is a folder
+        return output
+    check_output(output, (args.input,), force=True)
+    if args.output.endswith((os.sep, os.altsep or os.sep)):
+        raise InvalidOptionError(
+            f"-o {args.output} names a folder, but {args.input} is one file: "
+            f"name the output file (such as {output / (args.input.stem + new_suffix)}) in a folder that exists"
+        )
+    if new_suffix == ".png" and output.suffix and output.suffix.lower() != ".png":
+        raise InvalidOptionError(f"decompress writes PNG files only: -o must end in .png, got {args.output}")
+    return output
+
+
 def _cluster(args):
     """--ray's Cluster (dpc/scale_out.py), or None for a run on this machine."""
     if args.ray is None:

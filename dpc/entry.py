@@ -2,7 +2,7 @@
 
 Importing the CLI's commands costs seconds (torch, diffusers), and a Ctrl-C or a SIGTERM in
 that time must end like one later: in one line and exit code 130 / 143, not in a traceback
-or a silent death. So this module imports nothing but `signal` and `sys` before it sets the
+or a silent death. So this module imports nothing but `os`, `signal` and `sys` before it sets the
 SIGTERM handler (SIGINT is Python's KeyboardInterrupt from the start); dpc/cli.py then
 keeps them for the run. Only the interpreter's own start-up (about 0.1 s) comes before.
 
@@ -11,8 +11,14 @@ KeyboardInterrupt (and later imports, torch's among them, happen inside the comm
 SIGINT / SIGTERM is also recorded (`received`): a signal that came is honoured once the
 imports are done, before any work (`raise_if_received`, called by dpc/batch.py), and an error
 that follows a swallowed signal is reported as the interruption it is (dpc/cli.py).
+
+OpenMP threads spin while they wait for work by default, which makes a run 3-10x slower when
+any other process wants the CPU (issue #30; the bytes are the same either way).
+OpenMP reads OMP_WAIT_POLICY once, when torch loads it, so `main` sets PASSIVE before any
+import that could load torch, unless the user chose a policy; worker processes inherit it.
 """
 
+import os
 import signal
 import sys
 
@@ -38,6 +44,7 @@ def raise_if_received() -> None:
 
 
 def main() -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: see the docstring
     signal.signal(signal.SIGTERM, on_signal)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # SIG_IGN in the background: left so
         signal.signal(signal.SIGINT, on_signal)

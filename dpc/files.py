@@ -5,8 +5,10 @@ regular file or a symlink (a FIFO or a device stays in place); `check_output` an
 `check_writable` let a run refuse before it spends any work.
 """
 
+import errno
 import glob
 import os
+import secrets
 import stat
 import tempfile
 from collections.abc import Iterable
@@ -41,14 +43,16 @@ class InputSet:
         return (st.st_dev, st.st_ino) in self.inodes
 
 
-def check_output(path: Path, inputs: Iterable[Path] | InputSet = (), force: bool = False) -> None:
+def check_output(
+    path: Path, inputs: Iterable[Path] | InputSet = (), force: bool = False, advice: str = "use --force to overwrite"
+) -> None:
     """Refuse an output that writing would destroy, before the work that makes it.
 
     UnsafeOutputError, with or without `force`: `path` is one of `inputs` (the same resolved
     path, or the same file by device and inode: a hard link or a symlink to it), or it is
     something other than a regular file, a symlink or a folder (FIFO, device, socket).
-    OutputExistsError: it is a folder, or it exists and `force` is off. A symlink is
-    replaced as a link; the file it points to is left alone.
+    OutputExistsError: it is a folder, or it exists and `force` is off (the message ends in
+    `advice`). A symlink is replaced as a link; the file it points to is left alone.
     """
     path = Path(path)
     if path in (inputs if isinstance(inputs, InputSet) else InputSet(inputs)):
@@ -60,7 +64,7 @@ def check_output(path: Path, inputs: Iterable[Path] | InputSet = (), force: bool
         raise OutputExistsError(f"{path} is a folder")
     _check_replaceable(path, st)
     if not force:
-        raise OutputExistsError(f"{path} exists (use --force to overwrite)")
+        raise OutputExistsError(f"{path} exists ({advice})")
 
 
 def check_writable(path: Path) -> None:
@@ -112,18 +116,19 @@ def write_atomic(path: Path, data: bytes, force: bool = False, inputs: Iterable[
     check_output(path, inputs, force)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
+        fd, tmp = _create_temp(path)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
         if force:
             st = _lstat(path)
             if st is not None:  # what is there now, not what was there when we started
                 if stat.S_ISDIR(st.st_mode):
                     raise OutputExistsError(f"{path} is a folder")
                 _check_replaceable(path, st)
+                if stat.S_ISREG(st.st_mode):  # a private file stays private: never wider than what it replaces
+                    os.chmod(tmp, stat.S_IMODE(os.stat(tmp).st_mode) & stat.S_IMODE(st.st_mode))
             os.replace(tmp, path)
         else:
             try:
@@ -141,10 +146,24 @@ def write_atomic(path: Path, data: bytes, force: bool = False, inputs: Iterable[
             os.unlink(tmp)
 
 
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new, empty temp file beside `path`: (fd, name), named `.NAME.XXXXXXXX.part`.
+
+    Created with mode 0666 for the kernel to apply the umask (and a folder's default ACL) as for
+    any file the user makes: mkstemp's fixed 0600, widened by a chmod, ignored them (issue #30)."""
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(4)}{_TEMP_SUFFIX}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path}")
+
+
 def remove_temp_files(path: Path) -> None:
     """Remove temp files write_atomic(path) may have left when it was killed or interrupted mid-way.
 
-    They are named `.NAME.XXXXXXXX.part` (mkstemp's 8 random characters) beside `path`.
+    They are named `.NAME.XXXXXXXX.part` (8 random characters, see `_create_temp`) beside `path`.
     """
     path = Path(path)
     for tmp in glob.glob(

@@ -96,7 +96,7 @@ def add_bench_parser(sub) -> None:
 
 
 def run_bench_command(args) -> int:
-    from codec.errors import CodecError
+    from codec.errors import CodecError, InvalidOptionError
 
     if args.from_json:
         try:
@@ -116,11 +116,11 @@ def run_bench_command(args) -> int:
         configs = (args.configs or DEFAULT_CONFIGS.get(device.split(":")[0], "fp32")).split(",")
         specs = {name: parse_config(name, device) for name in configs}
     except ValueError as exc:
-        raise CodecError(f"bench: {exc}") from None
+        raise InvalidOptionError(f"bench: {exc}") from None
     if not sizes or min(sizes) < 64 or max(sizes) > 16384:
-        raise CodecError("bench: sizes must be between 64 and 16384 px")
+        raise InvalidOptionError("bench: sizes must be between 64 and 16384 px")
     if args.repeats < 1 or args.warmup < 0:
-        raise CodecError("bench: --repeats must be at least 1 and --warmup at least 0")
+        raise InvalidOptionError("bench: --repeats must be at least 1 and --warmup at least 0")
     if "fp32" not in specs:
         specs = {"fp32": parse_config("fp32", device), **specs}  # the quality reference
     result = run_bench(args.images, sizes, specs, args)

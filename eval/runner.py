@@ -12,6 +12,7 @@ report.md (eval/report.py).
 """
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from codec import Codec, CodecError, RatePoint, load_image
+from codec.errors import ImageReadError, InvalidOptionError, NoInputsError, OutputWriteError
 from codec.images import IMAGE_SUFFIXES
 
 from .baselines import BASELINES, encode_at_bpp, lowest_bpp
-from .metrics import bits_per_pixel
+from .metrics import METRIC_NAMES, bits_per_pixel
 from .results import ResultsTable
 from .suite import MetricSuite
 
@@ -47,28 +49,42 @@ class EvalConfig:
 
 
 def list_images(dataset: Path) -> list[Path]:
+    if not dataset.exists():
+        raise ImageReadError(f"{dataset} does not exist")
     if not dataset.is_dir():
-        raise CodecError(f"{dataset} is not a folder of images")
+        raise InvalidOptionError(f"{dataset} is not a folder; dpc eval takes a folder of images")
     images = sorted(p for p in dataset.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise CodecError(f"no images in {dataset}")
+        raise NoInputsError(f"no images in {dataset}")
     return images
 
 
 def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
-    """Run (or resume) an evaluation; returns the summary also written to summary.json."""
+    """Run (or resume) an evaluation; returns the summary also written to summary.json.
+
+    Refusals are CodecErrors with the exit codes of the README's table: bad options before any work
+    (InvalidOptionError), no images (NoInputsError), an --out that cannot be made (OutputWriteError)."""
     from .report import write_report
 
     unknown = [c for c in cfg.codecs if c not in ALL_CODECS]
     if unknown:
-        raise CodecError(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(ALL_CODECS)}")
+        raise InvalidOptionError(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(ALL_CODECS)}")
+    unknown = [m for m in cfg.metrics or () if m not in METRIC_NAMES]
+    if unknown:
+        raise InvalidOptionError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)}")
     images = list_images(cfg.dataset)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise InvalidOptionError(f"{cfg.out} is a file; --out must name a folder")
     codec = Codec.load(cfg.weights, device=cfg.device)
     qualities = cfg.qualities or list(codec.qualities)
     for q in qualities:  # trained levels only: the table's rows are per level
-        codec.rates.check(RatePoint(q), CodecError)
+        codec.rates.check(RatePoint(q), InvalidOptionError)
+    try:  # only once every option is known to be good: a refused run leaves nothing behind
+        cfg.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create {cfg.out}: {exc.strerror or exc}") from None
     suite = MetricSuite(cfg.metrics, cfg.metric_weights, features_dir=cfg.out / "features", device=cfg.device)
+    images = _measurable(images, suite)
     baselines, skipped = {}, {}
     for name in cfg.codecs:
         if name == "ours":
@@ -96,6 +112,29 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
                 lowest_path.write_text(json.dumps(lowest, indent=1))
     summary = write_report(cfg, table, suite, lowest, skipped, codec)
     return summary
+
+
+def _measurable(images: list[Path], suite: MetricSuite) -> list[Path]:
+    """The images every metric asked for can measure; each one left out is said on stderr.
+
+    A 4 x 4 image has no spectrum for spectral_gap, and LPIPS needs 31 px: measured on the
+    rest only, that image would leave its codec's means undefined, and it used to abort the run."""
+    kept = []
+    for path in images:
+        try:
+            with Image.open(path) as im:
+                size = im.size
+        except OSError:  # load_image says why, in its own words, when the image's turn comes
+            kept.append(path)
+            continue
+        reason = suite.too_small(size)
+        if reason is None:
+            kept.append(path)
+        else:
+            print(f"dpc eval: skipped {path.name}: {reason}", file=sys.stderr)
+    if not kept:
+        raise NoInputsError(f"no image in {images[0].parent} is large enough for the metrics asked for")
+    return kept
 
 
 def _check_identity(cfg: EvalConfig, codec: Codec, table: ResultsTable) -> None:

@@ -11,7 +11,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .metrics import METRIC_NAMES, available_metrics
+from .metrics import METRIC_NAMES, SPECTRAL_MIN_SIDE, available_metrics
+from .perceptual import MIN_SIDE as PERCEPTUAL_MIN_SIDE
+
+# The smallest image side each per-image metric accepts (the others take any size; MS-SSIM falls back).
+MIN_SIDES = {"spectral_gap": SPECTRAL_MIN_SIDE, **PERCEPTUAL_MIN_SIDE}
 
 
 class MetricSuite:
@@ -26,6 +30,13 @@ class MetricSuite:
     @property
     def per_image_names(self) -> list[str]:
         return list(self._per_image)
+
+    def too_small(self, size: tuple[int, int]) -> str | None:
+        """Why an image of `size` (width, height) is too small for a per-image metric of this run, or None."""
+        for name in self._per_image:
+            if min(size) < MIN_SIDES.get(name, 1):
+                return f"{size[0]}x{size[1]} is too small for {name} (it needs a side of at least {MIN_SIDES[name]} px)"
+        return None
 
     def per_image(self, original: Image.Image, decoded: Image.Image) -> dict[str, float]:
         return {name: float(metric(original, decoded)) for name, metric in self._per_image.items()}

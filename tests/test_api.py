@@ -5,7 +5,7 @@ import pytest
 from helpers import make_smooth, make_textured, psnr
 from PIL import Image
 
-from codec import Codec, CodecError, ImageTooLargeError, ModelFileError
+from codec import Codec, CodecError, ImageTooLargeError, InvalidOptionError, ModelFileError
 from codec.errors import BitstreamError
 
 QUALITIES = [1, 2, 3, 4, 5, 6]
@@ -145,3 +145,22 @@ def test_compress_refuses_an_image_its_own_decoder_would_refuse(codec):
     image = Image.new("RGB", (codec.limits.max_side + 1, 1), (120, 130, 140))
     with pytest.raises(ImageTooLargeError):
         codec.compress(image, 1)
+
+
+@pytest.mark.parametrize("quality", [3.01, 1 / 3, 2.51, -2.49, 7.999])
+def test_a_quality_off_the_1_32_grid_is_refused_not_rounded(codec, quality):
+    """-q 3.01 used to become 3 without a word: a file other than the one asked for (issue #30)."""
+    with pytest.raises(InvalidOptionError, match="multiple of 1/32"):
+        codec.compress(make_smooth(16, 16), quality)
+
+
+@pytest.mark.parametrize("quality", [2.5, -2.5, 3.03125, -3, 8, np.float32(1.25)])
+def test_every_quality_on_the_1_32_grid_keeps_its_exact_rate_point(codec, quality):
+    assert codec.rates.point(quality).quality == quality
+
+
+@pytest.mark.parametrize("max_pixels", [0, -1, 2.5, "100", True])
+def test_a_pixel_limit_that_is_not_a_positive_integer_is_an_invalid_option_like_on_the_cli(max_pixels):
+    """The CLI refuses --max-pixels 0 as a usage error; the API used to accept it and then refuse every image."""
+    with pytest.raises(InvalidOptionError, match="max_pixels must be a positive integer"):
+        Codec.load(max_pixels=max_pixels)

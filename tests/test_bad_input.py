@@ -151,6 +151,46 @@ def test_a_header_quality_the_weights_do_not_have_is_a_bitstream_error(codec, sm
         codec.decompress(forged)
 
 
+@pytest.mark.parametrize("quality", [7, 127])
+def test_dpc_info_refuses_a_header_quality_that_decompress_refuses_with_the_same_exit_code(
+    dpc, tmp_path, small_dpc, quality
+):
+    c = read_container(small_dpc)
+    h = c.header
+    header = Header(h.width, h.height, quality, h.model_id, version=h.version, rate_offset=h.rate_offset)
+    path = tmp_path / "forged.dpc"
+    path.write_bytes(write_container(Container(header, c.z_data, c.y_data, 0, c.y_rest_data)))
+    info, decompress = dpc("info", path), dpc("decompress", path, "-o", tmp_path / "out.png")
+    assert info.code == decompress.code == BitstreamError.exit_code
+    assert "quality" in info.err and len(info.err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_dpc_info_refuses_a_format_version_the_named_weights_do_not_write(dpc, tmp_path, small_dpc):
+    c = read_container(small_dpc)
+    h = c.header
+    header = Header(h.width, h.height, h.quality, h.model_id, version=3, rate_offset=h.rate_offset)
+    path = tmp_path / "forged.dpc"
+    path.write_bytes(write_container(Container(header, c.z_data, c.y_data + (c.y_rest_data or b""), 0)))
+    assert dpc("info", path).code == BitstreamError.exit_code
+
+
+def test_a_17_byte_file_claiming_8192_px_is_refused_before_its_symbols_are_decoded(codec, small_dpc):
+    """Its sections cannot hold the symbols its header claims: refused before z, the hyperprior's
+    float64 parameters or y are computed (they took 30 s and 5 GB, issue #30)."""
+    h = read_container(small_dpc).header
+    forged = write_container(Container(Header(8192, 8192, h.quality, h.model_id, version=h.version), b"", b"", 0, b""))
+    assert len(forged) == 17
+    tracemalloc.start()
+    try:
+        with pytest.raises(BitstreamError, match="cannot hold"):
+            codec.decompress(forged)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
 def test_load_image_refuses_a_text_file_named_png(tmp_path):
     path = tmp_path / "x.png"
     path.write_text("this is not an image\n")

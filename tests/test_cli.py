@@ -4,6 +4,7 @@ output names, --force, folder mode, and atomic writes."""
 import errno
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,3 +288,172 @@ def test_a_single_file_on_a_terminal_shows_its_stages_and_quiet_turns_them_off(d
     assert quiet.code == 0 and quiet.err == ""
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     assert dpc("decompress", src, "--force").err == ""  # a log file or a pipe gets no progress
+
+
+_TORCH_IMPORT_SPY = """
+import os, sys
+
+class Spy:  # records the OpenMP wait policy at the moment torch is first imported, then stops the run
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            print("POLICY", os.environ.get("OMP_WAIT_POLICY"), flush=True)
+            os._exit(0)
+
+sys.meta_path.insert(0, Spy())
+sys.argv = ["dpc", "decompress", "missing.dpc"]
+from dpc.entry import main
+main()
+print("POLICY never imported torch", flush=True)
+"""
+
+
+@pytest.mark.parametrize("user, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")], ids=["unset", "user-set"])
+def test_the_cli_sets_a_passive_openmp_wait_policy_before_torch_loads_unless_the_user_chose_one(
+    tmp_path, user, expected
+):
+    """Spinning OpenMP threads make every run 3-10x slower on a busy CPU (issue #30); OpenMP reads
+    the policy once, when torch loads it, so it must be in the environment before that import."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user is not None:
+        env["OMP_WAIT_POLICY"] = user
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", _TORCH_IMPORT_SPY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert f"POLICY {expected}\n" in done.stdout, (done.stdout, done.stderr)
+
+
+def test_a_quality_off_the_1_32_grid_is_a_one_line_usage_error_and_writes_nothing(dpc, tmp_path):
+    make_smooth(16, 16).save(tmp_path / "a.png")
+    r = dpc("compress", tmp_path / "a.png", "-q", "3.01")
+    assert r.code == InvalidOptionError.exit_code == 2
+    assert r.err == "dpc: error: quality must be a multiple of 1/32, got 3.01 (the nearest are 3 and 3.03125)\n"
+    assert tree(tmp_path) == {"a.png"}
+    assert dpc("compress", tmp_path / "a.png", "-q", "-2.5").code == 0
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--int8"], ["--dtype", "bf16"], ["--compile"], ["--channels-last"], ["--attention", "eager"]],
+    ids=["int8", "dtype", "compile", "channels-last", "attention"],
+)
+def test_compress_refuses_a_decoder_only_option_as_a_usage_error(dpc, tmp_path, capsys, option):
+    """They change only how a file decodes, never its bytes: accepting them would suggest they did."""
+    make_smooth(16, 16).save(tmp_path / "a.png")
+    with pytest.raises(SystemExit) as exc:
+        dpc("compress", tmp_path / "a.png", *option)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err == (
+        f"dpc: error: dpc compress: {option[0]} applies to decoding only (dpc decompress); "
+        "compress does not take it (see dpc compress --help)\n"
+    )
+    assert tree(tmp_path) == {"a.png"}
+
+
+@pytest.mark.parametrize("verb", ["compress", "decompress"])
+def test_an_output_ending_in_a_slash_for_one_file_is_refused_never_written_as_a_file(dpc, tmp_path, small_dpc, verb):
+    """-o newdir/ names a folder: for one input file it used to write a file called newdir, exit 0."""
+    make_smooth(16, 16).save(tmp_path / "a.png")
+    (tmp_path / "a.dpc").write_bytes(small_dpc)
+    src = tmp_path / ("a.png" if verb == "compress" else "a.dpc")
+    r = dpc(verb, src, "-o", f"{tmp_path / 'newdir'}/")
+    assert r.code == InvalidOptionError.exit_code == 2
+    assert r.err.startswith(f"dpc: error: -o {tmp_path / 'newdir'}/ names a folder") and r.err.count("\n") == 1
+    assert tree(tmp_path) == {"a.png", "a.dpc"}
+
+
+def test_a_folder_input_with_an_output_ending_in_a_slash_creates_that_folder(dpc, tmp_path):
+    (tmp_path / "pics").mkdir()
+    make_smooth(16, 16).save(tmp_path / "pics" / "a.png")
+    r = dpc("compress", tmp_path / "pics", "-o", f"{tmp_path / 'newdir'}/", "-q", "1")
+    assert r.code == 0, r.err
+    assert tree(tmp_path / "newdir") == {"a.dpc"}
+
+
+@pytest.mark.parametrize("name", ["out.jpg", "out.webp", "out.dpc"])
+def test_decompress_refuses_an_output_name_that_is_not_a_png(dpc, tmp_path, small_dpc, name):
+    """Decoded images are PNGs: PNG bytes under a .jpg name would mislead every program that opens it."""
+    (tmp_path / "a.dpc").write_bytes(small_dpc)
+    r = dpc("decompress", tmp_path / "a.dpc", "-o", tmp_path / name)
+    assert r.code == InvalidOptionError.exit_code == 2
+    assert r.err == f"dpc: error: decompress writes PNG files only: -o must end in .png, got {tmp_path / name}\n"
+    assert tree(tmp_path) == {"a.dpc"}
+    assert dpc("decompress", tmp_path / "a.dpc", "-o", tmp_path / "out.PNG").code == 0
+
+
+def test_quiet_also_silences_the_progress_bar_of_a_folder_run(dpc, tmp_path):
+    (tmp_path / "pics").mkdir()
+    make_smooth(16, 16).save(tmp_path / "pics" / "a.png")
+    r = dpc("compress", tmp_path / "pics", "-o", tmp_path / "out", "-q", "1", "--quiet")
+    assert r.code == 0
+    assert r.err == "dpc: compress: 1 ok, 0 skipped, 0 failed\n"
+    r = dpc("decompress", tmp_path / "out", "-o", tmp_path / "back", "--quiet")
+    assert r.code == 0
+    assert r.err == "dpc: decompress: 1 ok, 0 skipped, 0 failed\n"
+
+
+def test_decompress_next_to_the_original_is_refused_with_advice_that_keeps_the_original(dpc, tmp_path):
+    """compress photo.png, then decompress photo.dpc: photo.png is the original, and "use --force"
+    would have replaced it with its lossy decode."""
+    make_smooth(16, 16).save(tmp_path / "photo.png")
+    original = (tmp_path / "photo.png").read_bytes()
+    assert dpc("compress", tmp_path / "photo.png", "-q", "1").code == 0
+    r = dpc("decompress", tmp_path / "photo.dpc")
+    assert r.code == OutputExistsError.exit_code
+    assert r.err == (
+        f"dpc: error: {tmp_path / 'photo.png'} exists (it may be the original image: "
+        "write the decoded one elsewhere with -o OTHER.png)\n"
+    )
+    assert "--force" not in r.err
+    assert (tmp_path / "photo.png").read_bytes() == original
+    assert tree(tmp_path) == {"photo.png", "photo.dpc"}
+
+
+def _within(seconds: float, run, fifo):
+    """run() in a thread; fails the test if it is still waiting for a FIFO's writer after `seconds`
+    (then becomes that writer for an instant, so that the thread ends)."""
+    import threading
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=run()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(30)
+        pytest.fail(f"still waiting for a writer on {fifo} after {seconds} s")
+    return result["r"]
+
+
+@pytest.mark.parametrize("verb", ["info", "decompress"])
+def test_a_fifo_without_a_writer_is_refused_in_one_line_instead_of_waited_on_for_ever(dpc, tmp_path, verb):
+    fifo = tmp_path / "x.dpc"
+    os.mkfifo(fifo)
+    r = _within(10, lambda: dpc(verb, fifo), fifo)
+    assert r.code == 5  # not a .dpc file
+    assert r.err == f"dpc: error: {fifo} is a FIFO with no writer (nothing to read): not a .dpc file\n"
+    assert tree(tmp_path) == {"x.dpc"}
+
+
+def test_a_fifo_with_a_writer_is_read_to_its_end(dpc, tmp_path, small_dpc):
+    import threading
+
+    fifo = tmp_path / "x.dpc"
+    os.mkfifo(fifo)
+
+    def write():
+        with open(fifo, "wb") as f:  # waits for dpc to open its end, as a shell's `> x.dpc` does
+            f.write(small_dpc[:10])
+            f.flush()
+            f.write(small_dpc[10:])
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    r = _within(10, lambda: dpc("info", fifo), fifo)
+    writer.join(10)
+    assert r.code == 0, r.err
+    assert re.search(rf"^bytes:\s+{len(small_dpc)}\b", r.out, re.M), r.out

@@ -113,7 +113,51 @@ def test_dpc_eval_runs_from_the_command_line(dataset, tmp_path, capsys):
 def test_dpc_eval_refuses_an_unknown_codec_with_one_line(dataset, tmp_path, capsys):
     code = dpc_main(["eval", str(dataset), "--out", str(tmp_path / "rd"), "--codecs", "ours,png"])
     err = capsys.readouterr().err
-    assert code != 0 and "unknown codec" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "unknown codec" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "case, code, message",
+    [
+        (
+            "unknown metric",
+            2,
+            "unknown metric(s) bogus; choose from psnr, msssim, lpips, dists, fid, kid, spectral_gap",
+        ),
+        ("out is a file", 2, "{out} is a file; --out must name a folder"),
+        ("untrained quality", 2, "quality must be one of [1, 2, 3, 4, 5, 6], got 9"),
+        ("empty folder", 12, "no images in {empty}"),
+        ("missing folder", 3, "{missing} does not exist"),
+    ],
+)
+def test_dpc_eval_refusals_are_one_line_with_the_exit_code_of_the_table(dataset, tmp_path, capsys, case, code, message):
+    """They used to be exit 70 (a bug) or 1, not the README's usage (2) and nothing-to-do (12) codes."""
+    out, empty, missing = tmp_path / "rd", tmp_path / "empty", tmp_path / "missing"
+    empty.mkdir()
+    source, extra = dataset, ["--metrics", "psnr", "--codecs", "ours"]
+    if case == "unknown metric":
+        extra = ["--metrics", "psnr,bogus"]
+    elif case == "out is a file":
+        out.write_text("mine")
+    elif case == "untrained quality":
+        extra += ["--quality", "9"]
+    else:
+        source = empty if case == "empty folder" else missing
+    assert dpc_main(["eval", str(source), "--out", str(out), *extra]) == code
+    err = capsys.readouterr().err
+    assert err == f"dpc: error: {message.format(out=out, empty=empty, missing=missing)}\n"
+    assert case == "out is a file" or not out.exists()
+
+
+def test_dpc_eval_skips_an_image_too_small_for_a_metric_says_so_and_measures_the_rest(dataset, tmp_path, capsys):
+    """A 4 x 6 image has no spectrum: it used to abort the whole evaluation (exit 70)."""
+    make_smooth(4, 6).save(dataset / "tiny.png")
+    out = tmp_path / "rd"
+    run_eval(_config(dataset, out, codecs=["ours"], qualities=[1]), progress=False)
+    err = capsys.readouterr().err
+    assert "dpc eval: skipped tiny.png: 4x6 is too small for spectral_gap (it needs a side of at least 8 px)" in err
+    assert sorted(r["image"] for r in _rows(out)) == ["a.png", "b.png"]
+    assert all(float(r["spectral_gap"]) >= 0 for r in _rows(out))
 
 
 CURVE = [(0.1, 25.0), (0.2, 28.0), (0.4, 31.0), (0.8, 34.0)]

@@ -198,3 +198,38 @@ def test_an_empty_dpc_file_is_called_empty_not_bad_magic(dpc, tmp_path):
     line = _one_line(r)
     assert "empty (0 bytes)" in line and "magic" not in line
     assert "empty" in dpc("info", tmp_path / "x.dpc").err
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, restored after."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o077, 0o027, 0o002], ids=["077", "027", "002"])
+def test_outputs_get_the_permissions_the_umask_allows(dpc, photo, umask, mask):
+    umask(mask)
+    assert dpc("compress", photo, "-q", "1").code == 0
+    assert dpc("decompress", photo.with_suffix(".dpc"), "-o", photo.parent / "back.png").code == 0
+    for out in (photo.with_suffix(".dpc"), photo.parent / "back.png"):
+        assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask, out
+
+
+def test_force_never_makes_a_private_file_readable_by_others(dpc, photo, umask):
+    out = photo.with_suffix(".dpc")
+    out.write_bytes(b"private")
+    out.chmod(0o600)
+    assert dpc("compress", photo, "-q", "1", "--force").code == 0
+    assert out.read_bytes()[:2] == b"DP"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_force_over_a_file_keeps_the_umask_when_that_is_the_narrower(dpc, photo, umask):
+    out = photo.with_suffix(".dpc")
+    out.write_bytes(b"old")
+    out.chmod(0o664)
+    umask(0o077)
+    assert dpc("compress", photo, "-q", "1", "--force").code == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600

@@ -193,6 +193,17 @@ def test_bench_configurations_parse():
         parse_config("fp32+turbo", "cpu")
 
 
+@pytest.mark.parametrize(
+    "option",
+    [["--sizes", "x"], ["--sizes", "32"], ["--configs", "turbo"], ["--repeats", "0"]],
+    ids=["sizes not numbers", "sizes too small", "unknown configuration", "no repeats"],
+)
+def test_a_bad_bench_option_is_a_one_line_usage_error_with_code_2(capsys, option):
+    code = cli_module.main(["bench", *option])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("dpc: error: bench: ") and err.count("\n") == 1, (code, err)
+
+
 def test_bench_times_each_stage_and_compares_quality(tmp_path, capsys):
     out = tmp_path / "bench"
     code = cli_module.main(

@@ -18,6 +18,7 @@ The container's symbol check turns any remaining disagreement into an error.
 """
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 
 from bitstream import decode_symbols, encode_symbols, symbol_check
+from bitstream.entropy_coding import check_capacity
 
 from ..errors import DecoderDesyncError
 from ..runtime import RunOptions, on_device
@@ -149,6 +151,9 @@ class HyperpriorCodec:
     # -- decoder side --------------------------------------------------------------------
     def decode(self, sections: Sections, z_shape: tuple, level: float) -> tuple[Symbols, HyperParams]:
         """Entropy-coded sections -> symbols and y's entropy parameters; DecoderDesyncError if unchecked."""
+        y_count = self.compressor.cfg.y_channels * 16 * z_shape[2] * z_shape[3]  # y is 4x z's side
+        check_capacity(sections.z_data, math.prod(z_shape), self.z_tables, "z section")
+        check_capacity(sections.y_data + (sections.y_rest_data or b""), y_count, self.y_tables, "y section")
         z = decode_symbols(sections.z_data, self._z_indexes(z_shape), self.z_tables).astype(np.int32)
         params = self.hyper_params(z, level)
         indexes = params.indexes.cpu().numpy()
