@@ -31,19 +31,19 @@ from .entropy import HyperpriorCodec, Symbols
 from .errors import CodecError, InvalidOptionError
 from .file_format import FileFormat
 from .images import encodable, image_to_tensor, tensor_to_image
-from .model_files import ModelBundle, load_model, shipped_weights
+from .model_files import ModelBundle, load_model
+from .models.taef2 import Taef2
 from .options import DEFAULT_TILE, PAD_MULTIPLE, RunOptions, check_effort, check_tile
-from .pixels import PixelDecoders
+from .pixels import PixelDecoders, Taef2Pixels
 from .rate import DEFAULT_QUALITY, RateScale
-from .refine import Refiner
+from .refine import NoRefiner, Refiner
 from .runtime import Runners, on_device
-from .tiling import pad_to_multiple, tile_map
+from .shipped import shipped_weights
+from .tiling import pad_to_multiple
 
 __all__ = ["DEFAULT_QUALITY", "Codec", "Symbols"]
 
-# Encoder tiles: its receptive field is under 64 image px, so with that much halo tiles
-# agree with an untiled run.
-ENCODE_TILE, ENCODE_HALO, ENCODE_OVERLAP = 1024, 64, 64  # image px
+ENCODE_TILE = 1024  # image px: encoder tiles (the autoencoder's encode_tiled)
 
 
 class Codec:
@@ -69,9 +69,13 @@ class Codec:
         self.rates = RateScale(self.entropy.levels)
         self.format = FileFormat(bundle.model_id, self.rates, self.limits, two_pass=self.entropy.has_context)
         self.runners = Runners(self.options, int8_table, self.weights_sha256)
-        self.refiner = Refiner(prior_weights, self.options, self.runners)
-        factor = self.autoencoder.cfg.factor
-        self.pixels = PixelDecoders(self.autoencoder.decoder, factor, decoder_weights, self.options, self.runners)
+        if isinstance(self.autoencoder, Taef2):  # dpc-v3: TAEF2's decoder, no diffusion prior yet
+            self.refiner = NoRefiner()
+            self.pixels = Taef2Pixels(self.autoencoder.decoder, self.autoencoder.tuned, self.options, self.runners)
+        else:
+            self.refiner = Refiner(prior_weights, self.options, self.runners)
+            factor = self.autoencoder.cfg.factor
+            self.pixels = PixelDecoders(self.autoencoder.decoder, factor, decoder_weights, self.options, self.runners)
         self._effort_search: EffortSearch | None = None
         # What an older shipped model needs to decode its files like this one (see `_codec_for`).
         self._stage_weights = dict(int8_table=int8_table, decoder_weights=decoder_weights)
@@ -118,6 +122,8 @@ class Codec:
     def warm_up(self, stages=("prior", "perceptual", "plain")) -> None:
         """Build the decoding models now (load, quantize, cast) rather than on first use."""
         for name in stages:
+            if name == "prior" and isinstance(self.refiner, NoRefiner):
+                continue  # weights without a diffusion prior (dpc-v3)
             self.runner(name)
 
     @property
@@ -224,9 +230,8 @@ class Codec:
 
     def _encode_rgb(self, image: Image.Image) -> torch.Tensor:
         x = pad_to_multiple(image_to_tensor(image).to(self.device), PAD_MULTIPLE)
-        f = self.autoencoder.cfg.factor
         with on_device(self.autoencoder.encoder, self.options):
-            return tile_map(self.autoencoder.encode, x, ENCODE_TILE, ENCODE_OVERLAP, ENCODE_HALO, down=f)
+            return self.autoencoder.encode_tiled(x, ENCODE_TILE)
 
     @torch.inference_mode()
     def analyse(self, image, quality: float = DEFAULT_QUALITY) -> Symbols:
@@ -293,7 +298,7 @@ class Codec:
             try:
                 settings = header.refine.with_overrides(**overrides)
             except ValueError as exc:
-                raise CodecError(str(exc)) from None
+                raise InvalidOptionError(str(exc)) from None
             latent = self.refiner.refine(latent, header.quality, settings, bool(tile), progress)
         x = self.pixels.decode(latent, tile, None if fidelity else header.level, progress)
         return tensor_to_image(x[..., : header.height, : header.width])
@@ -350,7 +355,8 @@ class Codec:
             legacy = Codec(load_model(path), limits=self.limits, options=self.options, **self._stage_weights)
             # INT8 tables are calibrated for the default weights; an older model's files use that one
             legacy.runners.digests = self.weights_sha256
-            legacy.refiner = self.refiner  # the prior does not depend on the codec weights: one copy
+            if type(legacy.autoencoder) is type(self.autoencoder):  # the same latent space: one prior
+                legacy.refiner = self.refiner
             self._legacy[model_id] = legacy
         return self._legacy[model_id]
 

@@ -29,7 +29,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (CodecError.exit_code, "any other refusal (dpc bench: every configuration failed)"),
     (
         InvalidOptionError.exit_code,
-        "usage: unknown option, or a value out of range (-q 9, -q nan, --bpp 0, --steps 101)",
+        "usage: unknown option, or a value out of range (-q 9, -q nan, -q 3.01, --bpp 0, --steps 101)",
     ),
     (ImageReadError.exit_code, "unreadable image: missing, empty, not an image, cut short or damaged, NaN pixels"),
     (ImageTooLargeError.exit_code, "too large: over --max-pixels (images and .dpc headers)"),

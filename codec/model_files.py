@@ -29,47 +29,35 @@ from .errors import ModelFileError
 from .models.autoencoder import AutoencoderConfig, LatentAutoencoder
 from .models.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
 from .models.prior import LatentPrior, PriorBundle, PriorConfig
+from .models.taef2 import Taef2, Taef2Config, Taef2Decoder
+from .shipped import DEFAULT_WEIGHTS, SHIPPED_MODELS, digest_record, model_id_from_sha256
 
 if TYPE_CHECKING:  # importing it imports CompressAI, which decoding never needs
     from .entropy.training import TrainableCompressor
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "dpc-v2.safetensors"
 # Older codec weights that still ship so that the files they wrote keep decoding, to the same
-# pixels (Codec picks them by the file's model id: codec/api.py).
-LEGACY_WEIGHTS = (Path(__file__).parent / "weights" / "dpc-v1.safetensors",)
+# pixels (Codec picks them by the file's model id: codec/api.py). All of them: codec/shipped.py.
+LEGACY_WEIGHTS = (SHIPPED_MODELS["dpc-v1"],)
 DEFAULT_PRIOR_WEIGHTS = Path(__file__).parent / "weights" / "dpc-prior-v1.safetensors"
 DEFAULT_DECODER_WEIGHTS = Path(__file__).parent / "weights" / "dpc-decoder-v4.safetensors"
 FORMAT_TAG = "dpcodec-weights-1"
 PRIOR_FORMAT_TAG = "dpcodec-prior-1"
 DECODER_FORMAT_TAG = "dpcodec-decoder-1"
+DEFAULT_TAEF2_WEIGHTS = Path(__file__).parent / "weights" / "taef2.safetensors"
+TAEF2_FORMAT_TAG = "dpcodec-taef2-1"
+TAEF2_KIND = "taef2"  # a codec file's autoencoder entry for TAEF2's latent space
 # Buffers whose shape is only known once the tables are computed.
 _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 @dataclass
 class ModelBundle:
-    autoencoder: LatentAutoencoder
+    autoencoder: "LatentAutoencoder | Taef2"
     compressor: HyperpriorCompressor
     model_id: int  # 16-bit id written into .dpc headers
     sha256: str  # of the weight file's bytes
     info: dict = field(default_factory=dict)  # free-form metadata (training run, lambdas)
-    shipped: bool = False  # loaded from the package's own weights (DEFAULT_WEIGHTS)
-
-
-def shipped_weights(model_id: int) -> Path | None:
-    """The shipped codec weight file (default or legacy) whose model id this is, if any."""
-    for path in (DEFAULT_WEIGHTS, *LEGACY_WEIGHTS):
-        try:
-            digest = _digest_record(path).read_text().split()[0]
-        except (OSError, IndexError):
-            continue
-        if model_id_from_sha256(digest) == model_id:
-            return path
-    return None
-
-
-def model_id_from_sha256(digest: str) -> int:
-    return int(digest[:4], 16)
+    shipped: bool = False  # loaded from the package's own weights (SHIPPED_MODELS)
 
 
 def round_to_half(*modules: torch.nn.Module) -> None:
@@ -127,7 +115,7 @@ def _write_weights(path: Path, tensors: dict, metadata: dict) -> str:
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    _digest_record(path).write_text(digest + "\n")
+    digest_record(path).write_text(digest + "\n")
     return digest
 
 
@@ -140,7 +128,7 @@ def _read_weights(path: Path, default: Path) -> tuple[bytes, str]:
     except OSError as exc:
         raise ModelFileError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
     digest = hashlib.sha256(raw).hexdigest()
-    _check_digest(path, digest, required=rebuilt or path == default or path in LEGACY_WEIGHTS)
+    _check_digest(path, digest, required=rebuilt or path == default or path in SHIPPED_MODELS.values())
     return raw, digest
 
 
@@ -286,16 +274,81 @@ def load_decoder(path: Path | str | None = None) -> DecoderBundle:
     return DecoderBundle(*_load_module(path, DEFAULT_DECODER_WEIGHTS, DECODER_FORMAT_TAG, what, "decoder", build))
 
 
+@dataclass
+class Taef2Bundle:
+    autoencoder: Taef2
+    sha256: str
+    info: dict = field(default_factory=dict)
+
+
+def save_taef2(path: Path, autoencoder: Taef2, info: dict) -> str:
+    """Write TAEF2's encoder and decoder in float16 with its config; return the sha256."""
+    return _save_module(path, autoencoder, TAEF2_FORMAT_TAG, "taef2", info)
+
+
+def load_taef2(path: Path | str | None = None) -> Taef2Bundle:
+    """Load a TAEF2 weight file (the shipped one by default); ModelFileError with a one-line reason if unusable."""
+    build = lambda cfg: Taef2(Taef2Config.from_dict(cfg))  # noqa: E731
+    what = "TAEF2 weight file"
+    return Taef2Bundle(*_load_module(path, DEFAULT_TAEF2_WEIGHTS, TAEF2_FORMAT_TAG, what, "taef2", build))
+
+
+def save_latent_codec(
+    path: Path, compressor: "TrainableCompressor", info: dict, decoder: Taef2Decoder | None = None
+) -> str:
+    """A codec weight file for TAEF2's latent (dpc-v3): the compressor's tensors (float16 parameters,
+    CDF tables from them) and, instead of an autoencoder, the shipped TAEF2 file's SHA-256, which
+    the model id thereby covers; with `decoder`, a TAEF2 decoder fine-tuned on the compressor's
+    latents (`decoder.*`, the default decode's; TAEF2's own stays the fidelity decode). Returns the
+    file's sha256."""
+    round_to_half(compressor)
+    compressor.prepare_tables()
+    params = {name for name, _ in compressor.named_parameters()}
+    tensors = {
+        f"compressor.{name}": (
+            t.detach().cpu().contiguous().half() if name in params else t.detach().cpu().contiguous()
+        )
+        for name, t in compressor.state_dict().items()
+    }
+    if decoder is not None:
+        round_to_half(decoder)
+        tensors |= {f"decoder.{name}": t.detach().cpu().contiguous().half() for name, t in decoder.state_dict().items()}
+    metadata = {
+        "format": FORMAT_TAG,
+        "autoencoder": json.dumps({"kind": TAEF2_KIND, "sha256": load_taef2().sha256}),
+        "compressor": json.dumps(asdict(compressor.cfg)),
+        "info": json.dumps(info),
+    }
+    return _write_weights(Path(path), tensors, metadata)
+
+
+def _shipped_taef2(ae_cfg: dict, path: Path) -> Taef2:
+    """The shipped TAEF2, if it is the one a codec file names (else ValueError)."""
+    taef2 = load_taef2()
+    if ae_cfg.get("sha256") != taef2.sha256:
+        raise ValueError(f"it was trained for other TAEF2 weights than {DEFAULT_TAEF2_WEIGHTS.name}")
+    return taef2.autoencoder
+
+
 def load_model(path: Path | str | None = None) -> ModelBundle:
-    """Load a weight file; raises ModelFileError with a one-line reason if it is unusable."""
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    """Load a weight file, or a shipped one by name (SHIPPED_MODELS); ModelFileError with a one-line
+    reason if it is unusable."""
+    path = SHIPPED_MODELS.get(str(path), Path(path)) if path is not None else DEFAULT_WEIGHTS
     tensors, metadata, digest = _open_weights(path, DEFAULT_WEIGHTS, FORMAT_TAG, "weight file")
     with _reading(path):
         ae_cfg = json.loads(metadata["autoencoder"])
-        ae_cfg["widths"] = tuple(ae_cfg["widths"])
-        autoencoder = LatentAutoencoder(AutoencoderConfig(**ae_cfg))
         compressor = HyperpriorCompressor(CompressorConfig(**json.loads(metadata["compressor"])))
-        for prefix, module in (("autoencoder", autoencoder), ("compressor", compressor)):
+        parts = [("compressor", compressor)]
+        if ae_cfg.get("kind") == TAEF2_KIND:
+            autoencoder = _shipped_taef2(ae_cfg, path)
+            if any(k.startswith("decoder.") for k in tensors):
+                autoencoder.tuned = Taef2Decoder()
+                parts.append(("decoder", autoencoder.tuned))
+        else:
+            ae_cfg["widths"] = tuple(ae_cfg["widths"])
+            autoencoder = LatentAutoencoder(AutoencoderConfig(**ae_cfg))
+            parts.append(("autoencoder", autoencoder))
+        for prefix, module in parts:
             state = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
             # The file also holds what only training uses (z's density model): coding loads the rest.
             state = {k: v for k, v in state.items() if k in module.state_dict()}
@@ -304,16 +357,12 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
             module.load_state_dict(state, strict=True)
             module.eval().requires_grad_(False)
         info = json.loads(metadata.get("info", "{}"))
-    shipped = path in (DEFAULT_WEIGHTS, *LEGACY_WEIGHTS)
+    shipped = path in SHIPPED_MODELS.values()
     return ModelBundle(autoencoder, compressor, model_id_from_sha256(digest), digest, info, shipped)
 
 
-def _digest_record(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
 def _check_digest(path: Path, digest: str, required: bool) -> None:
-    record = _digest_record(path)
+    record = digest_record(path)
     try:
         expected = record.read_text().split()[0].lower()
     except FileNotFoundError:

@@ -6,6 +6,7 @@
 
 Tiles (codec/tiling.py) carry each decoder's receptive field as halo, so they agree with an
 untiled run: under 8 latent px for the MSE decoder, `cfg.receptive_field` for the other.
+A codec on TAEF2's latent (dpc-v3) has its own pixel stage, `Taef2Pixels`.
 """
 
 from pathlib import Path
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 
 from .model_files import DEFAULT_DECODER_WEIGHTS, load_decoder
 from .models.perceptual_decoder import PerceptualDecoder
+from .models.taef2 import DECODER_TAIL_HALO, FACTOR, Taef2Decoder
 from .options import RunOptions
 from .runtime import Runners, on_device
 from .tiling import tile_map
@@ -61,3 +63,52 @@ class PixelDecoders:
         tiles = None if progress is None else lambda done, total: progress("pixels", done, total)
         with on_device(net, self.options):
             return tile_map(fn, latent, tile // f, OVERLAP, halo, up=f, progress=tiles)
+
+
+class Taef2Pixels:
+    """The pixel stage of a codec on TAEF2's latent.
+
+        level None  -> TAEF2's own decoder ("plain": the fidelity end)
+        level float -> the codec file's fine-tuned copy of it ("perceptual"), or TAEF2's own if the
+                       file has none
+
+    The GroupNorm blocks run at latent resolution on the whole latent, the upsampling tail on
+    tiles with a halo (codec/models/taef2.py), so tiled output matches the whole-image decode.
+    """
+
+    def __init__(self, plain: Taef2Decoder, tuned: Taef2Decoder | None, options: RunOptions, runners: Runners):
+        self.decoders = {"plain": plain, "perceptual": tuned if tuned is not None else plain}
+        self.options, self.runners = options, runners
+        self.factor = FACTOR
+        self.sha256 = ""  # no separate decoder file: both are covered by the codec file's digest
+        self.perceptual = None  # no separate perceptual-decoder file either
+
+    def net(self, name: str, part: str = "tail"):
+        """Decoder `name` ("plain" or "perceptual"), its "head" or "tail", as it runs (dtype, layout as
+        the options say)."""
+        module = _Part(self.decoders[name], part)
+        return self.runners.get(f"taef2_{name}_{part}", lambda: module)
+
+    @torch.inference_mode()
+    def decode(self, latent: Tensor, tile: int, level: float | None = None, progress=None) -> Tensor:
+        """Latent (1,32,h,w) -> image (1,3,8h,8w) on tiles of `tile` image px (0: one piece), by the
+        fidelity decoder (level None) or the default one; `progress("pixels", done, tiles)`."""
+        if progress is not None:
+            progress("pixels", 0, 1)
+        name = "plain" if level is None else "perceptual"
+        head, tail = self.net(name, "head"), self.net(name, "tail")
+        tiles = None if progress is None else lambda done, total: progress("pixels", done, total)
+        with on_device(self.decoders[name], self.options):
+            feats = head(latent)
+            return tile_map(tail, feats, tile // FACTOR, OVERLAP, DECODER_TAIL_HALO, up=FACTOR, progress=tiles)
+
+
+class _Part(nn.Module):
+    """One part ("head" or "tail") of a Taef2Decoder as a module of its own (for a Runner)."""
+
+    def __init__(self, decoder: Taef2Decoder, name: str):
+        super().__init__()
+        self.decoder, self.name = decoder, name
+
+    def forward(self, x: Tensor) -> Tensor:
+        return getattr(self.decoder, self.name)(x)

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from bitstream import RefineSettings
 
+from .errors import InvalidOptionError
 from .model_files import DEFAULT_PRIOR_WEIGHTS, load_prior, read_prior_config
 from .models.prior import LatentPrior, PriorConfig
 from .runtime import Runners, RunOptions, on_device, set_attention
@@ -88,3 +89,22 @@ class Refiner:
                 None if progress is None else lambda i: progress("refine", i + 1, settings.steps),
                 net=net,
             )
+
+
+class NoRefiner:
+    """The refinement stage of a codec without a diffusion prior for its latent (dpc-v3, for now):
+    files record no refinement, and asking for steps is a one-line InvalidOptionError."""
+
+    sha256 = ""
+    prior = None
+
+    def default(self, nearest: int) -> RefineSettings:
+        return RefineSettings(steps=0)
+
+    def net(self):
+        raise InvalidOptionError("these weights have no diffusion prior: refinement is not available")
+
+    def refine(self, coarse: Tensor, nearest: int, settings: RefineSettings, tiled: bool, progress=None) -> Tensor:
+        if settings.steps:
+            self.net()
+        return coarse

@@ -1,6 +1,7 @@
 """Compress/decompress time for one image on this machine (a benchmark, not a test).
 
     python scripts/benchmark.py ../shared/data/kodak/kodim23.png --repeats 5 --steps 4
+    python scripts/benchmark.py ../shared/data/kodak/kodim23.png --weights dpc-v2 dpc-v3 --dtypes fp32 bf16 --no-cli
 
 Reports the median in-process time of Codec.compress and Codec.decompress
 after a warm-up (decompress with --steps refinement steps, default: what the file
@@ -42,10 +43,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, help="refinement steps (default: the file's)")
     ap.add_argument("--no-cli", action="store_true", help="skip timing the dpc commands")
+    ap.add_argument("--weights", nargs="+", default=[None], help="codec weights: files or shipped names (dpc-v3)")
+    ap.add_argument("--dtypes", nargs="+", default=["fp32"], help="decoding precisions to time (fp32, bf16, fp16)")
     args = ap.parse_args()
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    for weights in args.weights:
+        for dtype in args.dtypes:
+            print(f"\n== weights {weights or 'default'}, decoding in {dtype}")
+            bench(args, weights, dtype)
 
+
+def bench(args, weights, dtype: str) -> None:
     t0 = time.perf_counter()
-    codec = Codec.load()
+    codec = Codec.load(weights, dtype=dtype)
     load_s = time.perf_counter() - t0
     image = load_image(args.image)
     enc_s, data = timed(lambda: codec.compress(image, args.quality), args.repeats)
@@ -56,9 +68,6 @@ def main() -> None:
     level = codec.read_header(data).level
     pixels_s, _ = timed(lambda: codec.decode_pixels(latent, level=level), args.repeats)
 
-    print(
-        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    )
     print(f"image: {args.image.name} {image.width}x{image.height}, quality {args.quality}, {len(data)} bytes")
     print(f"model load: {load_s:.2f} s")
     print(f"compress (median of {args.repeats}):   {enc_s:.3f} s")

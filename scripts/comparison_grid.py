@@ -2,6 +2,9 @@
 
     python scripts/comparison_grid.py ../shared/data/kodak --qualities 1 3 --out docs/images
     python scripts/comparison_grid.py ../shared/data/kodak --qualities 1 3 --effort 9   # grid_q1_effort9.png, ...
+    python scripts/comparison_grid.py ../shared/data/kodak --bpp 0.01 0.03 --weights W --versus default
+        # grid_bpp0.01.png, ...: each image's file nearest the rate target; a column for another codec's
+        # default decode at the same target (`default`: the shipped codec)
 
 One PNG per quality (`grid_q1.png`, ...). Each row is a crop of a Kodak image: a face,
 foliage, fine lines and text, a smooth sky. Whole images are coded (crops are cut from
@@ -40,19 +43,31 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/images"))
     ap.add_argument("--decoder-weights", type=Path, help="perceptual decoder (default: the shipped one)")
     ap.add_argument("--effort", type=int, default=0, help="our encoder effort 0..9 (default 0)")
+    ap.add_argument("--bpp", type=float, nargs="+", help="rate targets (bpp) instead of --qualities")
+    ap.add_argument("--weights", type=Path, help="codec weights (default: the shipped ones)")
+    ap.add_argument("--versus", help="another codec's weights (or `default`) for one more column")
     args = ap.parse_args()
-    codec = Codec.load(decoder_weights=args.decoder_weights)
+    codec = Codec.load(args.weights, decoder_weights=args.decoder_weights)
+    versus = None if args.versus is None else Codec.load(None if args.versus == "default" else args.versus)
     args.out.mkdir(parents=True, exist_ok=True)
-    for q in args.qualities:
+    settings = [("bpp", b) for b in args.bpp] if args.bpp else [("q", q) for q in args.qualities]
+    for kind, q in settings:
         rows = []
         for name, what, left, top in CROPS:
             image = Image.open(args.kodak / name).convert("RGB")
             pixels = image.width * image.height
-            data = codec.compress(image, q, effort=args.effort)
+            if kind == "bpp":
+                data = codec.compress_to_bpp(image, q, effort=args.effort)[0]
+            else:
+                data = codec.compress(image, q, effort=args.effort)
             panels = [(image, f"original ({what})")]
             ours = f"ours{f' effort {args.effort}' if args.effort else ''}"
             panels.append((codec.decompress(data), f"{ours}: {len(data)} B, {8 * len(data) / pixels:.3f} bpp"))
             panels.append((codec.decompress(data, fidelity=True), "ours --fidelity: same file"))
+            if versus is not None:
+                other = versus.compress_to_bpp(image, q)[0] if kind == "bpp" else versus.compress(image, q)
+                label = f"{args.versus} weights" if args.versus != "default" else "today's default (dpc-v2)"
+                panels.append((versus.decompress(other), f"{label}: {len(other)} B, {8 * len(other) / pixels:.3f} bpp"))
             for baseline in ("avif", "jpeg"):
                 enc = encode_at_bpp(baseline, image, 8 * len(data) / pixels, at_most=True)
                 if len(enc.data) > len(data):
@@ -63,9 +78,9 @@ def main() -> None:
             rows.append(
                 [(None if im is None else im.crop((left, top, left + SIDE, top + SIDE)), t) for im, t in panels]
             )
-        path = args.out / (f"grid_q{q:g}" + (f"_effort{args.effort}" if args.effort else "") + ".png")
+        path = args.out / (f"grid_{kind}{q:g}" + (f"_effort{args.effort}" if args.effort else "") + ".png")
         render(rows, path)
-        print(f"quality {q:g} -> {path}")
+        print(f"{kind} {q:g} -> {path}")
 
 
 def render(rows, path: Path) -> None:

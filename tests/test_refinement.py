@@ -12,7 +12,7 @@ import torch
 from helpers import make_smooth, make_textured, psnr
 
 from bitstream import Container, RefineSettings, read_container, write_container
-from codec import Codec, CodecError, ModelFileError
+from codec import Codec, CodecError, InvalidOptionError, ModelFileError
 from codec.images import image_to_tensor, tensor_to_image
 from codec.model_files import DEFAULT_WEIGHTS, LEGACY_WEIGHTS, load_prior, read_prior_config, save_prior
 from codec.models.prior import LatentPrior, PriorConfig
@@ -180,8 +180,9 @@ def test_a_bad_tile_size_is_refused(tiny, photo_dpc, tile):
 @pytest.mark.parametrize(
     "option", [dict(steps=101), dict(steps=-1), dict(sampler="euler"), dict(guidance=30.0), dict(seed=-3)]
 )
-def test_bad_refinement_options_are_a_codec_error(tiny, photo_dpc, option):
-    with pytest.raises(CodecError):
+def test_bad_refinement_options_are_an_invalid_option_error_as_on_the_cli(tiny, photo_dpc, option):
+    """The CLI answers them with exit 2 (usage); the API's class must say the same (issue #30)."""
+    with pytest.raises(InvalidOptionError):
         tiny.decompress(photo_dpc, **option)
 
 

@@ -125,3 +125,12 @@ def test_a_derivation_whose_base_is_missing_is_refused(tmp_path):
     base.unlink()
     with pytest.raises(ModelFileError, match="base w.safetensors is missing"):
         load_model(old)
+
+
+def test_shipped_models_load_by_name_and_their_coding_config_is_read_without_torch():
+    from codec.shipped import SHIPPED_MODELS, coding_config
+
+    assert load_model("dpc-v1").model_id == load_model(LEGACY_WEIGHTS[0]).model_id
+    assert coding_config(SHIPPED_MODELS["dpc-v2"]).two_pass  # the checkerboard context
+    v1 = coding_config(SHIPPED_MODELS["dpc-v1"])  # from its derivation record: no file on disk
+    assert (v1.levels, v1.two_pass) == (6, False)

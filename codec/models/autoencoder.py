@@ -17,7 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..tiling import tile_map
 from .layers import ResBlock, Upsample2x, conv3x3
+
+ENCODE_HALO, ENCODE_OVERLAP = 64, 64  # image px
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,11 @@ class LatentAutoencoder(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """(B,3,H,W) in [0,1] -> deterministic latent (B,C,H/8,W/8): the posterior mean."""
         return self.posterior(x)[0]
+
+    def encode_tiled(self, x: Tensor, tile: int) -> Tensor:
+        """As `encode`, on tiles of `tile` image px (flat memory; 0: whole). The encoder's receptive
+        field is under 64 image px, so with that much halo tiles agree with an untiled run."""
+        return tile_map(self.encode, x, tile, ENCODE_OVERLAP, ENCODE_HALO, down=self.cfg.factor)
 
     def decode(self, latent: Tensor) -> Tensor:
         return self.decoder(latent)
