@@ -14,6 +14,7 @@ Order of the ANS stack, as the decoder reads it:
 The encoder pushes the same things in reverse, since ANS is last-in first-out.
 """
 
+import functools
 from dataclasses import dataclass
 from hashlib import blake2b
 
@@ -49,7 +50,6 @@ class CdfTables:
 
     def __post_init__(self):
         object.__setattr__(self, "_models", {})
-        object.__setattr__(self, "_min_bits", None)
 
     def model(self, t: int):
         """constriction model for table t, built once from its integer frequencies."""
@@ -66,17 +66,15 @@ class CdfTables:
     def num_tables(self) -> int:
         return len(self.cdf_length)
 
-    @property
+    @functools.cached_property
     def min_bits(self) -> float:
         """The fewest bits any one symbol can cost under these tables: the information of the most
         probable bin of the most peaked table (what bounds how many symbols a section can hold)."""
-        if self._min_bits is None:
-            frequencies = np.diff(self.cdf, axis=1).astype(np.float64)
-            valid = np.arange(frequencies.shape[1])[None, :] < (self.cdf_length[:, None] - 1)
-            frequencies = np.where(valid, frequencies, 0.0)
-            peak = frequencies.max(axis=1) / frequencies.sum(axis=1)
-            object.__setattr__(self, "_min_bits", float(-np.log2(peak.max())))
-        return self._min_bits
+        frequencies = np.diff(self.cdf, axis=1).astype(np.float64)
+        valid = np.arange(frequencies.shape[1])[None, :] < (self.cdf_length[:, None] - 1)
+        frequencies = np.where(valid, frequencies, 0.0)
+        peak = frequencies.max(axis=1) / frequencies.sum(axis=1)
+        return float(-np.log2(peak.max()))
 
 
 def check_capacity(data: bytes, count: int, tables: CdfTables, what: str) -> None:

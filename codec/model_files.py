@@ -73,17 +73,24 @@ def save_model(path: Path, autoencoder: LatentAutoencoder, compressor: "Trainabl
 
     `compressor` is the training one (codec/entropy/training.py): the file keeps its density
     model too, so training can resume from it; `load_model` builds the coding one."""
-    round_to_half(autoencoder, compressor)
+    modules = {"autoencoder": autoencoder, "compressor": compressor}
+    return _write_codec_file(path, modules, asdict(autoencoder.cfg), compressor, info)
+
+
+def _write_codec_file(path: Path, modules: dict, autoencoder: dict, compressor, info: dict) -> str:
+    """`modules` by key prefix, learned parameters rounded to and stored in float16, with the CDF
+    tables computed from the rounded compressor and the configs in the metadata; the sha256."""
+    round_to_half(*modules.values())
     compressor.prepare_tables()
     tensors = {}
-    for prefix, module in (("autoencoder", autoencoder), ("compressor", compressor)):
+    for prefix, module in modules.items():
         params = {name for name, _ in module.named_parameters()}
         for name, tensor in module.state_dict().items():
             t = tensor.detach().cpu().contiguous()
             tensors[f"{prefix}.{name}"] = t.half() if name in params else t
     metadata = {
         "format": FORMAT_TAG,
-        "autoencoder": json.dumps(asdict(autoencoder.cfg)),
+        "autoencoder": json.dumps(autoencoder),
         "compressor": json.dumps(asdict(compressor.cfg)),
         "info": json.dumps(info),
     }
@@ -301,25 +308,9 @@ def save_latent_codec(
     the model id thereby covers; with `decoder`, a TAEF2 decoder fine-tuned on the compressor's
     latents (`decoder.*`, the default decode's; TAEF2's own stays the fidelity decode). Returns the
     file's sha256."""
-    round_to_half(compressor)
-    compressor.prepare_tables()
-    params = {name for name, _ in compressor.named_parameters()}
-    tensors = {
-        f"compressor.{name}": (
-            t.detach().cpu().contiguous().half() if name in params else t.detach().cpu().contiguous()
-        )
-        for name, t in compressor.state_dict().items()
-    }
-    if decoder is not None:
-        round_to_half(decoder)
-        tensors |= {f"decoder.{name}": t.detach().cpu().contiguous().half() for name, t in decoder.state_dict().items()}
-    metadata = {
-        "format": FORMAT_TAG,
-        "autoencoder": json.dumps({"kind": TAEF2_KIND, "sha256": load_taef2().sha256}),
-        "compressor": json.dumps(asdict(compressor.cfg)),
-        "info": json.dumps(info),
-    }
-    return _write_weights(Path(path), tensors, metadata)
+    modules = {"compressor": compressor} | ({"decoder": decoder} if decoder is not None else {})
+    autoencoder = {"kind": TAEF2_KIND, "sha256": load_taef2().sha256}
+    return _write_codec_file(path, modules, autoencoder, compressor, info)
 
 
 def _shipped_taef2(ae_cfg: dict, path: Path) -> Taef2:
