@@ -27,7 +27,7 @@ _SOURCES = {  # public name -> the submodule that defines it (imported on first 
     ),
     **dict.fromkeys(("CdfTables", "decode_symbols", "encode_symbols", "symbol_check"), "entropy_coding"),
     **dict.fromkeys(("SAMPLERS", "RefineSettings", "pack_hints", "unpack_hints"), "hints"),
-    **dict.fromkeys(("RATE_STEPS", "RatePoint", "bits_per_pixel"), "rate"),
+    **dict.fromkeys(("RATE_STEPS", "RatePoint", "bits_per_pixel"), "rate_point"),
 }
 
 __all__ = sorted(_SOURCES)

@@ -27,7 +27,7 @@ from numbers import Integral
 
 from .errors import BitstreamError, ImageTooLargeError, InvalidOptionError, UnsupportedVersionError
 from .hints import RefineSettings, unpack_hints
-from .rate import RatePoint
+from .rate_point import RatePoint
 from .varint import VarintError, decode_varint, encode_varint
 
 MAGIC = b"DP"

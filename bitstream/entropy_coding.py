@@ -21,6 +21,7 @@ from hashlib import blake2b
 import constriction
 import numpy as np
 
+from .capacity import check_bits
 from .errors import BitstreamError
 
 PRECISION = 16  # CompressAI's CDF precision (bits)
@@ -81,10 +82,7 @@ def check_capacity(data: bytes, count: int, tables: CdfTables, what: str) -> Non
     """BitstreamError if `data` is too short to hold `count` symbols under `tables` (half the least
     they can cost, for margin): a header that claims a huge image over a few bytes is refused
     before the work and the memory that decoding its symbols would take."""
-    if 8 * len(data) < count * tables.min_bits / 2:
-        raise BitstreamError(
-            f"corrupt file: its {what} ({len(data)} bytes) cannot hold the {count} symbols its header claims"
-        )
+    check_bits(data, count, tables.min_bits, what)
 
 
 def _bins(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> tuple[np.ndarray, np.ndarray]:

@@ -14,16 +14,15 @@ CLI sets its Ctrl-C / SIGTERM handling before the slow imports start.
 import importlib
 
 _SOURCES = {  # public name -> the module that defines it
-    "DEFAULT_QUALITY": "codec.api",
-    "Codec": "codec.api",
+    "DEFAULT_QUALITY": "codec.pipeline",
+    "Codec": "codec.pipeline",
     "RefineSettings": "bitstream",
     "RatePoint": "bitstream",
-    "Symbols": "codec.api",
+    "Symbols": "codec.pipeline",
     "load_image": "codec.images",
     **dict.fromkeys(
         (
             "BitstreamError",
-            "ClusterError",
             "CodecError",
             "DecoderDesyncError",
             "ImageReadError",
@@ -32,9 +31,7 @@ _SOURCES = {  # public name -> the module that defines it
             "ModelFileError",
             "ModelMismatchError",
             "NoInputsError",
-            "OutputExistsError",
             "OutputWriteError",
-            "UnsafeOutputError",
             "UnsupportedVersionError",
         ),
         "codec.errors",

@@ -34,9 +34,12 @@ from torch import Tensor
 from .entropy import HyperpriorCodec, Symbols
 from .entropy.compressor import SCALE_MIN, SYMBOL_LIMIT, HyperParams, medians, scale_table
 from .entropy.context import anchor_mask
-from .options import check_effort
+from .errors import InvalidOptionError
+from .image_tensors import image_to_tensor
+from .options import PAD_MULTIPLE, check_effort
 from .pixels import PLAIN_HALO
-from .tiling import tile_map
+from .placement import on_device
+from .tiling import pad_to_multiple, tile_map
 
 # Adam steps per effort level: each costs one pass of g_s and the fidelity decoder, forward and
 # backward, over the image (docs/effort.md has the time per Kodak image and what each level saves).
@@ -107,8 +110,23 @@ class EffortSearch:
         self.log_lambdas = [math.log(v) for v in lambdas]
         self._z_bit_table = None  # built on first use (joint_z)
 
+    @classmethod
+    def for_weights(cls, entropy: HyperpriorCodec, decoder: torch.nn.Module, lambdas) -> "EffortSearch":
+        """The search for weights that record their trade-offs (`lambdas`); InvalidOptionError if they do not."""
+        if not lambdas:
+            raise InvalidOptionError("these weights record no rate-distortion trade-offs (lambdas): effort needs them")
+        return cls(entropy, decoder, lambdas)
+
     def lam(self, level: float) -> float:
         return level_lambda(self.log_lambdas, level)
+
+    def run_on_image(self, image, latent: Tensor, level: float, effort: int, options, progress=None) -> SearchResult:
+        """`run` for a PIL image and its latent, on the device `options` (RunOptions) name, with the
+        decoder and compressor placed there for the search; `progress("effort", done, total)`."""
+        x = pad_to_multiple(image_to_tensor(image).to(options.device), PAD_MULTIPLE)
+        hook = (lambda done, total: progress("effort", done, total)) if progress else None
+        with on_device(self.decoder, options), on_device(self.compressor, options):
+            return self.run(x, latent, level, effort, (image.height, image.width), hook)
 
     def run(
         self,
@@ -199,7 +217,7 @@ class EffortSearch:
                     q, bits = self._soft_y_from_z(u, z_soft, part.gain_y, level, tau, keep)
                 else:
                     q = _soft_round(u - means, tau) + means
-                    bits = _gaussian_bits(q - means, scales)[keep].sum()
+                    bits = gaussian_bits(q - means, scales)[keep].sum()
                 x_hat = synthesis(q / part.gain_y)
                 err = _distortion(x_hat, part.x, pixel_keep, cfg.msssim_weight)
                 cost = (bits + z_bits + part.lam * 255**2 * err) / part.pixels
@@ -228,7 +246,7 @@ class EffortSearch:
             c_means, c_scales = comp.context(torch.where(mask, q, 0.0), means, scales, gain_y)
             q = torch.where(mask, q, _soft_round(u - c_means, tau) + c_means)
             means, scales = torch.where(mask, means, c_means), torch.where(mask, scales, c_scales)
-        bits = _gaussian_bits(q - means, scales.clamp_min(SCALE_MIN))[keep].sum()
+        bits = gaussian_bits(q - means, scales.clamp_min(SCALE_MIN))[keep].sum()
         return q, bits
 
     def _z_bits(self, z_soft: Tensor) -> Tensor:
@@ -268,7 +286,7 @@ class EffortSearch:
             y = v / target.gain_y
             if z_symbols is None:
                 gain_z = comp.gains(level)[1].float()
-                z = torch.round(comp.h_a(y) * gain_z - medians(comp.entropy_bottleneck))
+                z = comp.z_symbols(y, gain_z)
                 z_symbols = z.clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT).to(torch.int32).cpu().numpy()
             symbols, params = entropy.quantise(y, z_symbols, level)
             sections = entropy.encode(symbols, params)
@@ -346,7 +364,7 @@ def _distortion(x_hat: Tensor, x: Tensor, keep: Tensor, msssim_weight: float) ->
     return (1 - msssim_weight) * mse_sum + msssim_weight * MSSSIM_TO_MSE * (1 - sim) * count
 
 
-def _gaussian_bits(residual: Tensor, scales: Tensor) -> Tensor:
+def gaussian_bits(residual: Tensor, scales: Tensor) -> Tensor:
     """-log2 P(integer residual) under N(0, scale) over unit bins (CompressAI's GaussianConditional
     likelihood: on the negative side of the curve, where the normal CDF keeps its precision)."""
     r = residual.abs()

@@ -2,7 +2,9 @@
 
 The CLI maps each subclass to a one-line message and its own exit code, so a
 script can tell "this is not a .dpc file" from "this file needs other weights".
-The bitstream-level classes are defined in bitstream/errors.py.
+The bitstream-level classes are defined in bitstream/errors.py; the refusals only the
+`dpc` application makes (an existing or unsafe output, the Ray cluster) in dpc/errors.py,
+the exit-code table in dpc/exit_codes.py.
 """
 
 from bitstream.errors import (
@@ -24,9 +26,7 @@ __all__ = [
     "ModelFileError",
     "ModelMismatchError",
     "NoInputsError",
-    "OutputExistsError",
     "OutputWriteError",
-    "UnsafeOutputError",
     "UnsupportedVersionError",
 ]
 
@@ -41,12 +41,6 @@ class ModelMismatchError(CodecError):
     """The .dpc file was made with other model weights than the ones loaded."""
 
     exit_code = 7
-
-
-class OutputExistsError(CodecError):
-    """The output path exists and overwriting was not asked for (`--force`)."""
-
-    exit_code = 9
 
 
 class ModelFileError(CodecError):
@@ -65,17 +59,3 @@ class NoInputsError(CodecError):
     """A folder input holds nothing to do: no images (compress) or no .dpc files (decompress)."""
 
     exit_code = 12
-
-
-class UnsafeOutputError(CodecError):
-    """Writing the output would destroy something even --force must not replace: an input of the
-    same run, another input's output, or a file that is not a regular file or a symlink (a FIFO,
-    a device, a socket)."""
-
-    exit_code = 13
-
-
-class ClusterError(CodecError):
-    """`--ray`: the cluster cannot be reached or cannot place the workers asked for."""
-
-    exit_code = 14

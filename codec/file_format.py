@@ -1,7 +1,8 @@
 """What a Codec writes into and checks in a `.dpc` container (the bytes are bitstream/'s).
 
 write: image size, RatePoint, refinement, entropy Sections -> Header -> container bytes
-read:  bytes -> container, refused unless these weights made it (model id) and code its rate
+parse: bytes -> container (the header read once); check: refused unless these weights made it
+       (model id) and code its rate
 """
 
 from bitstream import (
@@ -21,7 +22,7 @@ from bitstream import (
 from .entropy import Sections
 from .errors import BitstreamError, ModelMismatchError
 from .options import PAD_MULTIPLE
-from .rate import RateScale
+from .quality_scale import RateScale
 
 
 class FileFormat:
@@ -54,11 +55,14 @@ class FileFormat:
             Container(header, sections.z_data, sections.y_data, sections.symbol_check, sections.y_rest_data)
         )
 
-    def read(self, data: bytes) -> Container:
-        """Bytes -> the container of a file these weights made and can decode; BitstreamError otherwise."""
+    def parse(self, data: bytes) -> Container:
+        """Bytes -> the container, whatever model made it (within the limits); BitstreamError otherwise."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise BitstreamError(f"expected bytes, got {type(data).__name__}")
-        container = read_container(data, self.limits)
+        return read_container(data, self.limits)
+
+    def check(self, container: Container) -> Container:
+        """The container, if these weights made it and can decode it; BitstreamError otherwise."""
         if container.header.model_id != self.model_id:
             raise ModelMismatchError(
                 f"file was made with other model weights (model id {container.header.model_id:04x}; "

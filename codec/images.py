@@ -1,6 +1,6 @@
 """Reading user images into RGB, and tensors <-> PIL.
 
-What each input becomes (documented in the README):
+What each input becomes (documented in docs/cli.md):
 - EXIF orientation is applied (a phone photo comes back upright).
 - Grayscale, palette, CMYK, 1-bit -> RGB.
 - 16-bit images are scaled to 8 bits (value / 257), not clipped; float
@@ -10,7 +10,7 @@ What each input becomes (documented in the README):
 - Every pixel is decoded before coding starts, and an image whose data is short or
   damaged is refused (ImageReadError, exit code 3): any decoder warning, a stream
   that ends early, a header that claims more than the data holds
-  (codec/image_streams.py). The pixel limit is checked first, from the header.
+  (codec/image_checks.py). The pixel limit is checked first, from the header.
 - Float gray with NaN or infinite values is refused; a damaged EXIF block is ignored.
 
 `as_image` says what Codec.compress accepts: a PIL image, an (H, W) or (H, W, 3)
@@ -22,12 +22,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from bitstream.container import MAX_PIXELS
 
-from . import image_streams
+from . import image_checks
 from .errors import ImageReadError, ImageTooLargeError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})  # what folder runs read
@@ -52,7 +51,8 @@ def decode_image(fp, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.I
     """Open an image file object and decode all of it (any mode); CodecError subclasses on failure."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # e.g. "Corrupt EXIF data", "Truncated File Read": damaged
+            warnings.simplefilter("error")  # e.g. "Truncated File Read": damaged
+            _ignore_exif_warnings()
             im = Image.open(fp)
     except UnidentifiedImageError:
         raise ImageReadError(f"{name} is not an image Pillow can read") from None
@@ -70,18 +70,28 @@ def _decode_all(im: Image.Image, name: str) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # TIFF tags are parsed on first use, and may warn then
-            data = image_streams.check_stream(im, name)
+            _ignore_exif_warnings()
+            data = image_checks.check_stream(im, name)
     except Warning as exc:
         raise ImageReadError(f"{name} is damaged ({_what(exc)})") from None
     try:
-        with warnings.catch_warnings(), image_streams.decoder_messages(im.format) as messages:
+        with warnings.catch_warnings(), image_checks.decoder_messages(im.format) as messages:
             warnings.simplefilter("error")  # a decoder's warning is a damaged image, not a note on stderr
+            _ignore_exif_warnings()
             im.load()
     except Exception as exc:
         raise ImageReadError(f"{name} is damaged or truncated ({_what(exc)})") from None
     if messages:
         raise ImageReadError(f"{name} is damaged or truncated ({messages[0]})")
-    image_streams.check_decoded(im, data, name)
+    image_checks.check_decoded(im, data, name)
+
+
+def _ignore_exif_warnings() -> None:
+    """Within a `catch_warnings` block that makes warnings errors: not those about the EXIF block.
+    It holds metadata (orientation at most, applied when it parses), not pixels: a photo whose
+    EXIF is damaged but whose pixels are whole is read (Pillow: "Corrupt EXIF data", "Possibly
+    corrupt EXIF data", "Corrupt EXIF MakerNote")."""
+    warnings.filterwarnings("ignore", message=r"(Possibly )?[Cc]orrupt EXIF")
 
 
 def _what(exc: Exception) -> str:
@@ -156,18 +166,6 @@ def to_rgb(im: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, im)
     return im.convert("RGB")
-
-
-def image_to_tensor(im: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> (1, 3, H, W) float32 in [0, 1]."""
-    arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
-def tensor_to_image(x: torch.Tensor) -> Image.Image:
-    """(1, 3, H, W) float in [0, 1] -> RGB PIL image (rounded, clamped)."""
-    arr = (x[0].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(arr, "RGB")
 
 
 def encodable(image, limits) -> Image.Image:

@@ -12,7 +12,6 @@ match it, so a tampered or damaged weight file is refused instead of quietly
 producing other numbers; the shipped weights must always have it.
 """
 
-import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -22,21 +21,21 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save_file
 
 from .entropy.compressor import CompressorConfig, HyperpriorCompressor
 from .errors import ModelFileError
 from .models.autoencoder import AutoencoderConfig, LatentAutoencoder
 from .models.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
-from .models.prior import LatentPrior, PriorBundle, PriorConfig
+from .models.prior import RETIRED_TENSORS, LatentPrior, PriorBundle, PriorConfig
 from .models.taef2 import Taef2, Taef2Config, Taef2Decoder
-from .shipped import DEFAULT_WEIGHTS, SHIPPED_MODELS, digest_record, model_id_from_sha256
+from .shipped import DEFAULT_WEIGHTS, SHIPPED_MODELS, model_id_from_sha256
+from .weight_bytes import read_weights, safetensors_header, write_weights
 
 if TYPE_CHECKING:  # importing it imports CompressAI, which decoding never needs
     from .entropy.training import TrainableCompressor
 
 # Older codec weights that still ship so that the files they wrote keep decoding, to the same
-# pixels (Codec picks them by the file's model id: codec/api.py). All of them: codec/shipped.py.
+# pixels (Codec picks them by the file's model id: codec/pipeline.py). All of them: codec/shipped.py.
 LEGACY_WEIGHTS = (SHIPPED_MODELS["dpc-v1"],)
 DEFAULT_PRIOR_WEIGHTS = Path(__file__).parent / "weights" / "dpc-prior-v1.safetensors"
 DEFAULT_DECODER_WEIGHTS = Path(__file__).parent / "weights" / "dpc-decoder-v4.safetensors"
@@ -94,7 +93,7 @@ def _write_codec_file(path: Path, modules: dict, autoencoder: dict, compressor, 
         "compressor": json.dumps(asdict(compressor.cfg)),
         "info": json.dumps(info),
     }
-    return _write_weights(Path(path), tensors, metadata)
+    return write_weights(Path(path), tensors, metadata)
 
 
 def save_model_variant(path: Path, base: Path, replaced: dict, info: dict, metadata: dict | None = None) -> str:
@@ -103,8 +102,8 @@ def save_model_variant(path: Path, base: Path, replaced: dict, info: dict, metad
 
     How a fine-tuned part (a decoder, a context model) ships without retraining the rest: the
     tensors it does not replace are `base`'s bytes exactly, so the rest decodes the same."""
-    raw, digest = _read_weights(Path(base), DEFAULT_WEIGHTS)
-    with _reading(Path(base)):
+    raw, digest = read_weights(Path(base), DEFAULT_WEIGHTS)
+    with reading(Path(base)):
         tensors = dict(load_safetensors_bytes(raw))
         meta = _metadata(raw)
     for name, tensor in replaced.items():
@@ -112,105 +111,11 @@ def save_model_variant(path: Path, base: Path, replaced: dict, info: dict, metad
     meta = dict(meta) | (metadata or {})
     # the file it derives from (a base's own `base` record, if `info` copies one, is replaced)
     meta["info"] = json.dumps(info | {"base": {"file": Path(base).name, "sha256": digest}})
-    return _write_weights(Path(path), tensors, meta)
-
-
-def _write_weights(path: Path, tensors: dict, metadata: dict) -> str:
-    """Write safetensors atomically plus its `.sha256` record; return the digest."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    digest_record(path).write_text(digest + "\n")
-    return digest
-
-
-def _read_weights(path: Path, default: Path) -> tuple[bytes, str]:
-    """Bytes and SHA-256 of a weight file, checked against its record (required for `default`, the
-    legacy files and a file rebuilt from its derivation record)."""
-    rebuilt = not path.exists() and _derivation_record(path).exists()
-    try:
-        raw = _rebuild(path) if rebuilt else path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
-    digest = hashlib.sha256(raw).hexdigest()
-    _check_digest(path, digest, required=rebuilt or path == default or path in SHIPPED_MODELS.values())
-    return raw, digest
-
-
-# -- derived weight files ----------------------------------------------------------------------
-# A weight file whose every tensor is, byte for byte, in another shipped file (dpc-v1 is dpc-v2
-# without the context) need not ship its 9 MB: NAME.safetensors.derived.json records its
-# safetensors header verbatim and the base file's name, and reading NAME.safetensors rebuilds
-# its exact bytes from the base's tensors. The rebuilt bytes must match NAME's .sha256 record,
-# so the model id and everything decoded with it are those of the original file.
-
-
-def write_derivation(path: Path, base: Path) -> Path:
-    """Record how to rebuild weight file `path` from the tensors of `base` (same folder); the
-    record's path. ModelFileError unless the rebuild gives `path`'s bytes exactly; `path` itself
-    may then be deleted."""
-    path, base = Path(path), Path(base)
-    raw = path.read_bytes()
-    if base.parent.resolve() != path.parent.resolve():
-        raise ModelFileError(f"{base} must lie beside {path}")
-    record = _derivation_record(path)
-    text = json.dumps({"base": base.name, "header": _header(raw).decode()}, indent=1)
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(text + "\n")
-    try:
-        if _rebuild(path, tmp) != raw:
-            raise ModelFileError(f"{path} cannot be rebuilt from {base}")
-    except ModelFileError:
-        tmp.unlink()
-        raise
-    tmp.replace(record)
-    return record
-
-
-def _derivation_record(path: Path) -> Path:
-    return path.with_name(path.name + ".derived.json")
-
-
-def _tensor_entries(header: bytes) -> dict:
-    """A safetensors header's {name: {dtype, shape, data_offsets}} (offsets from the data's start)."""
-    entries = json.loads(header)
-    entries.pop("__metadata__", None)
-    return entries
-
-
-def _rebuild(path: Path, record: Path | None = None) -> bytes:
-    """The bytes of derived weight file `path`: its recorded header, then its tensors' bytes taken
-    from the base file (itself checked against its own SHA-256 record), in the header's order."""
-    record = record or _derivation_record(path)
-    try:
-        spec = json.loads(record.read_text())
-        base, header = path.with_name(spec["base"]), spec["header"].encode()
-        entries = _tensor_entries(header)
-        if not base.is_file():  # a base is a real file: no chains, so no cycles
-            raise ValueError(f"its base {base.name} is missing")
-        base_raw, _ = _read_weights(base, DEFAULT_WEIGHTS)
-        base_header = _header(base_raw)
-        base_entries, base_start = _tensor_entries(base_header), 8 + len(base_header)
-        data = bytearray()
-        for name, entry in sorted(entries.items(), key=lambda item: item[1]["data_offsets"][0]):
-            start, end = entry["data_offsets"]
-            found = base_entries.get(name)
-            if found is None or (found["dtype"], found["shape"]) != (entry["dtype"], entry["shape"]):
-                raise ValueError(f"tensor {name} is not in {base.name} as recorded")
-            if start != len(data):
-                raise ValueError("the recorded header's tensors do not follow each other")
-            data += base_raw[base_start + found["data_offsets"][0] : base_start + found["data_offsets"][1]]
-            if len(data) != end:
-                raise ValueError(f"tensor {name} has another size in {base.name}")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ModelFileError(f"cannot rebuild weight file {path} from {record.name}: {exc}") from None
-    return len(header).to_bytes(8, "little") + header + bytes(data)
+    return write_weights(Path(path), tensors, meta)
 
 
 @contextmanager
-def _reading(path: Path):
+def reading(path: Path):
     """Turn whatever a malformed file raises while being parsed into a one-line ModelFileError."""
     try:
         yield
@@ -219,10 +124,10 @@ def _reading(path: Path):
         raise ModelFileError(f"unusable weight file {path}: {reason}") from None
 
 
-def _open_weights(path: Path, default: Path, tag: str, what: str) -> tuple[dict, dict, str]:
+def open_weights(path: Path, default: Path, tag: str, what: str) -> tuple[dict, dict, str]:
     """Read, digest-check and parse a safetensors file of format `tag`: (tensors, metadata, sha256)."""
-    raw, digest = _read_weights(path, default)
-    with _reading(path):
+    raw, digest = read_weights(path, default)
+    with reading(path):
         tensors = load_safetensors_bytes(raw)
         metadata = _metadata(raw)
         if metadata.get("format") != tag:
@@ -235,16 +140,18 @@ def _save_module(path: Path, module, tag: str, key: str, info: dict) -> str:
     round_to_half(module)
     tensors = {name: t.detach().cpu().contiguous().half() for name, t in module.state_dict().items()}
     metadata = {"format": tag, key: json.dumps(module.cfg.to_dict()), "info": json.dumps(info)}
-    return _write_weights(Path(path), tensors, metadata)
+    return write_weights(Path(path), tensors, metadata)
 
 
-def _load_module(path, default: Path, tag: str, what: str, key: str, build) -> tuple:
-    """The inverse of _save_module: (module built by `build(config dict)`, sha256, info)."""
+def _load_module(path, default: Path, tag: str, what: str, key: str, build, skip: str | None = None) -> tuple:
+    """The inverse of _save_module: (module built by `build(config dict)`, sha256, info); tensors
+    whose names start with `skip` are left out (parts a file still carries but no model uses)."""
     path = Path(path) if path is not None else default
-    tensors, metadata, digest = _open_weights(path, default, tag, what)
-    with _reading(path):
+    tensors, metadata, digest = open_weights(path, default, tag, what)
+    with reading(path):
         module = build(json.loads(metadata[key]))
-        module.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+        state = {k: v.float() for k, v in tensors.items() if not (skip and k.startswith(skip))}
+        module.load_state_dict(state, strict=True)
         module.eval().requires_grad_(False)
         info = json.loads(metadata.get("info", "{}"))
     return module, digest, info
@@ -259,7 +166,8 @@ def load_prior(path: Path | str | None = None) -> PriorBundle:
     """Load a diffusion-prior weight file; ModelFileError with a one-line reason if unusable."""
     build = lambda cfg: LatentPrior(PriorConfig.from_dict(cfg))  # noqa: E731
     what = "diffusion-prior weight file"
-    return PriorBundle(*_load_module(path, DEFAULT_PRIOR_WEIGHTS, PRIOR_FORMAT_TAG, what, "prior", build))
+    found = _load_module(path, DEFAULT_PRIOR_WEIGHTS, PRIOR_FORMAT_TAG, what, "prior", build, RETIRED_TENSORS)
+    return PriorBundle(*found)
 
 
 @dataclass
@@ -325,8 +233,8 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
     """Load a weight file, or a shipped one by name (SHIPPED_MODELS); ModelFileError with a one-line
     reason if it is unusable."""
     path = SHIPPED_MODELS.get(str(path), Path(path)) if path is not None else DEFAULT_WEIGHTS
-    tensors, metadata, digest = _open_weights(path, DEFAULT_WEIGHTS, FORMAT_TAG, "weight file")
-    with _reading(path):
+    tensors, metadata, digest = open_weights(path, DEFAULT_WEIGHTS, FORMAT_TAG, "weight file")
+    with reading(path):
         ae_cfg = json.loads(metadata["autoencoder"])
         compressor = HyperpriorCompressor(CompressorConfig(**json.loads(metadata["compressor"])))
         parts = [("compressor", compressor)]
@@ -352,29 +260,8 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
     return ModelBundle(autoencoder, compressor, model_id_from_sha256(digest), digest, info, shipped)
 
 
-def _check_digest(path: Path, digest: str, required: bool) -> None:
-    record = digest_record(path)
-    try:
-        expected = record.read_text().split()[0].lower()
-    except FileNotFoundError:
-        if required:
-            raise ModelFileError(f"weight file {path} has no SHA-256 record {record.name}") from None
-        return
-    except (OSError, IndexError):
-        raise ModelFileError(f"unreadable SHA-256 record {record}") from None
-    if expected != digest:
-        raise ModelFileError(
-            f"weight file {path} does not match its recorded SHA-256 (tampered or damaged); refusing to load it"
-        )
-
-
-def _header(raw: bytes) -> bytes:
-    """A safetensors file's JSON header: after its 8-byte little-endian length, before the data."""
-    return raw[8 : 8 + int.from_bytes(raw[:8], "little")]
-
-
 def _metadata(raw: bytes) -> dict:
-    return json.loads(_header(raw)).get("__metadata__", {})
+    return json.loads(safetensors_header(raw)).get("__metadata__", {})
 
 
 def _resize_table_buffers(module: torch.nn.Module, state: dict) -> None:

@@ -12,7 +12,7 @@ The options touch only decoding-side compute (diffusion prior, pixel decoders). 
 encoder's analysis and the entropy parameters always run in fp32 / float64, so a
 file's bytes never depend on them, and every option decodes every file. This module
 imports torch only to check a device, so the command line can list the choices at once;
-codec/runtime.py runs the models under them.
+codec/runners.py runs the models under them (codec/placement.py: where they sit).
 """
 
 from dataclasses import dataclass
@@ -43,6 +43,21 @@ def check_tile(tile: int) -> int:
     ):
         raise InvalidOptionError(f"tile must be 0 (off) or a multiple of {PAD_MULTIPLE} of at least 128, got {tile!r}")
     return int(tile)
+
+
+def check_fidelity(fidelity: bool, overrides: dict) -> None:
+    """A fidelity decode does not refine: refinement overrides (those not None) are an InvalidOptionError."""
+    given = [k for k, v in overrides.items() if v is not None]
+    if fidelity and given:
+        raise InvalidOptionError(f"fidelity decoding does not refine; drop {', '.join(given)}")
+
+
+def with_overrides(settings, overrides: dict):
+    """A file's RefineSettings with the given overrides (None: keep); InvalidOptionError if out of range."""
+    try:
+        return settings.with_overrides(**overrides)
+    except ValueError as exc:
+        raise InvalidOptionError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -89,10 +104,3 @@ class RunOptions:
         import torch
 
         return torch.device("cpu") if self.offload else torch.device(self.device)
-
-    def describe(self) -> str:
-        parts = [self.device, f"int8 + {self.dtype}" if self.int8 else self.dtype]
-        parts += [name for name in ("offload", "compile", "channels_last") if getattr(self, name)]
-        if self.attention != "sdpa":
-            parts.append(f"attention {self.attention}")
-        return ", ".join(parts)

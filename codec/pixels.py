@@ -18,7 +18,8 @@ from .model_files import DEFAULT_DECODER_WEIGHTS, load_decoder
 from .models.perceptual_decoder import PerceptualDecoder
 from .models.taef2 import DECODER_TAIL_HALO, FACTOR, Taef2Decoder
 from .options import RunOptions
-from .runtime import Runners, on_device
+from .placement import on_device
+from .runners import Runners
 from .tiling import tile_map
 
 PLAIN_HALO, OVERLAP = 8, 8  # latent px

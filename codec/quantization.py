@@ -32,7 +32,8 @@ import torch.ao.quantization as tq
 from torch import nn
 
 from .errors import ModelFileError
-from .model_files import _open_weights, _reading, _write_weights
+from .model_files import open_weights, reading
+from .weight_bytes import write_weights
 
 DEFAULT_INT8_TABLE = Path(__file__).parent / "weights" / "dpc-int8-v1.safetensors"
 INT8_FORMAT_TAG = "dpcodec-int8-1"
@@ -69,7 +70,7 @@ def quantizable_layers(model: str, module: nn.Module) -> list[str]:
         for name, m in module.named_modules()
         if isinstance(m, QUANTIZED_TYPES) and name and not keep_float(model, name)
     ]
-    if model == "prior":  # its forward is the UNet (the texture head it still carries is unused)
+    if model == "prior":  # its forward is the UNet
         names = [name for name in names if name.startswith("unet.")]
     if model == "perceptual":  # convolutions only: the level embedding and FiLM see one vector per image
         names = [name for name in names if isinstance(module.get_submodule(name), nn.Conv2d)]
@@ -117,15 +118,15 @@ def activation_table(model: str, observed: nn.Module) -> dict[str, torch.Tensor]
 def save_table(path: Path, table: dict[str, torch.Tensor], weights_sha256: dict[str, str], info: dict) -> str:
     """Write a calibration table (atomically, with its SHA-256 record) tied to the weights; return its sha256."""
     metadata = {"format": INT8_FORMAT_TAG, "weights": json.dumps(weights_sha256), "info": json.dumps(info)}
-    return _write_weights(Path(path), {k: v.contiguous() for k, v in table.items()}, metadata)
+    return write_weights(Path(path), {k: v.contiguous() for k, v in table.items()}, metadata)
 
 
 # -- run time ----------------------------------------------------------------------------
 def load_table(path: Path | None, weights_sha256: dict[str, str]) -> dict[str, torch.Tensor]:
     """Read a calibration table; ModelFileError unless it was made for exactly these weights."""
     path = Path(path) if path is not None else DEFAULT_INT8_TABLE
-    table, metadata, _ = _open_weights(path, DEFAULT_INT8_TABLE, INT8_FORMAT_TAG, "INT8 calibration table")
-    with _reading(path):
+    table, metadata, _ = open_weights(path, DEFAULT_INT8_TABLE, INT8_FORMAT_TAG, "INT8 calibration table")
+    with reading(path):
         made_for = json.loads(metadata["weights"])
     if made_for != weights_sha256:
         raise ModelFileError(
@@ -156,30 +157,3 @@ def quantize(model: str, module: nn.Module, table: dict[str, torch.Tensor]) -> n
 def _fixed(scale_zero_point: torch.Tensor):
     scale, zero_point = (float(v) for v in scale_zero_point)
     return tq.FixedQParamsObserver.with_args(scale=scale, zero_point=int(zero_point), quant_min=0, quant_max=255)
-
-
-def calibrate(codec, images, qualities=None, progress=None) -> dict[str, torch.Tensor]:
-    """Decode `images` at every quality (as the files record, refined, and fidelity) with
-    observing copies of the decoding models; return their activation table.
-
-    `codec`: a fp32 Codec (its weights are the ones the table will be tied to).
-    """
-    observed = {
-        "prior": observing("prior", codec.refiner.prior),
-        "perceptual": observing("perceptual", codec.pixels.perceptual),
-        "plain": observing("plain", codec.autoencoder.decoder),
-    }
-    with codec.runners.replaced(observed):
-        for image in images:
-            for quality in qualities or codec.qualities:
-                data = codec.compress(image, quality)
-                codec.decompress(data)  # as the file records
-                if not codec.read_header(data).refine.steps:
-                    codec.decompress(data, steps=8)  # the prior, for decodes that ask for refinement
-                codec.decompress(data, fidelity=True)
-            if progress is not None:
-                progress()
-    table = {}
-    for name, module in observed.items():
-        table.update(activation_table(name, module))
-    return table

@@ -2,7 +2,9 @@
 
     SHIPPED_MODELS          name -> path ("dpc-v1", "dpc-v2" the default)
     shipped_weights(id)     the shipped file whose model id (first 16 bits of its SHA-256) this is
-    coding_config(path)     what checking a header needs of it: trained levels, two-pass y
+    coding_config(path)     what checking a header needs of it: trained levels, two-pass y, sizes
+    refuse_early(container) what decompress would refuse of a shipped model's file, found without
+                            torch or weights (the CLI asks before it loads any model)
 
 A file's model id is read from its `.sha256` record, and its config from the JSON header of the
 safetensors file (or of its derivation record, for a file rebuilt from another), so `dpc info`
@@ -18,7 +20,7 @@ WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS / "dpc-v2.safetensors"
 # Every shipped codec file, by the name a user may load it by (Codec.load("dpc-v1"),
 # `dpc ... --weights dpc-v1`). Whichever is loaded decodes the files of all of them, by the file's
-# model id (codec/api.py). A codec on TAEF2's latent joins them once it beats the default on the
+# model id (codec/pipeline.py). A codec on TAEF2's latent joins them once it beats the default on the
 # validation split (docs/latent-codec.md); until then its preview weights live in rd/latent-codec/.
 SHIPPED_MODELS = {
     "dpc-v1": WEIGHTS / "dpc-v1.safetensors",
@@ -27,10 +29,23 @@ SHIPPED_MODELS = {
 MAX_HEADER = 1 << 24  # bytes of a safetensors JSON header we are prepared to read
 
 
+# The fewest bits one symbol can cost under each shipped model's coding tables (CdfTables.min_bits,
+# bitstream/entropy_coding.py), so that a file's capacity is checked before any model loads;
+# tests/test_bad_input.py checks them against the loaded tables.
+MIN_BITS = {  # name -> (z, y)
+    "dpc-v1": (0.00015410468539770367, 6.604284954371679e-05),
+    "dpc-v2": (0.00015410468539770367, 6.604284954371679e-05),
+}
+LATENT_PAD = 64  # image px: the padded size a file's latents code (codec/options.py PAD_MULTIPLE)
+Z_FACTOR = 64  # image px per z position: autoencoder 8 x compressor 2 x hyperprior 4
+
+
 @dataclass(frozen=True)
 class CodingConfig:
     levels: int  # trained rate levels
     two_pass: bool  # y in two checkerboard passes (format version 4)
+    y_channels: int = 0
+    z_channels: int = 0
 
 
 def digest_record(path: Path) -> Path:
@@ -65,4 +80,38 @@ def coding_config(path: Path) -> CodingConfig:
                 raise ValueError(f"{path.name}: bad safetensors header")
             header = f.read(size).decode()
     compressor = json.loads(json.loads(header)["__metadata__"]["compressor"])
-    return CodingConfig(levels=int(compressor["levels"]), two_pass=int(compressor.get("context_features", 0)) > 0)
+    return CodingConfig(
+        levels=int(compressor["levels"]),
+        two_pass=int(compressor.get("context_features", 0)) > 0,
+        y_channels=int(compressor["y_channels"]),
+        z_channels=int(compressor["z_channels"]),
+    )
+
+
+def refuse_early(container) -> None:
+    """BitstreamError for what decompress would refuse of a file a shipped model made (a quality it
+    has no level for, a format version its coding does not write, sections too short for the symbols
+    the header claims); nothing for other models' files (only their weights can tell). No torch."""
+    from bitstream import TWO_PASS_VERSION
+    from bitstream.capacity import check_sections_capacity
+
+    from .errors import BitstreamError
+    from .quality_scale import RateScale
+
+    header = container.header
+    path = shipped_weights(header.model_id)
+    if path is None:
+        return
+    try:
+        config = coding_config(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # decompress explains what is wrong with the weights
+    RateScale(config.levels).check(header.rate, BitstreamError)
+    if (header.version >= TWO_PASS_VERSION) != config.two_pass:
+        raise BitstreamError(f"corrupt header: format version {header.version} does not fit the weights it names")
+    name = next(n for n, p in SHIPPED_MODELS.items() if p == path)
+    z_side = [-(-side // LATENT_PAD) * LATENT_PAD // Z_FACTOR for side in (header.height, header.width)]
+    z_count = config.z_channels * z_side[0] * z_side[1]
+    y_count = config.y_channels * 16 * z_side[0] * z_side[1]  # y is 4x z's side
+    y_data = container.y_data + (container.y_rest_data or b"")
+    check_sections_capacity(container.z_data, z_count, MIN_BITS[name][0], y_data, y_count, MIN_BITS[name][1])

@@ -14,7 +14,9 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from codec.errors import OutputExistsError, OutputWriteError, UnsafeOutputError
+from codec.errors import OutputWriteError
+
+from .errors import OutputExistsError, UnsafeOutputError
 
 _TEMP_SUFFIX = ".part"
 _KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFSOCK: "socket"}

@@ -2,7 +2,7 @@
 
     decompress big.dpc: entropy 1/1 | pixels 37/256 tiles, 41 s
 
-Folder runs show a tqdm bar per file instead (dpc/batch.py); nothing is printed where stderr
+Folder runs show a tqdm bar per file instead (dpc/report.py); nothing is printed where stderr
 is not a terminal or with --quiet.
 """
 

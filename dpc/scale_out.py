@@ -5,7 +5,7 @@
     this process (the driver)                    the cluster (this machine, or `ray start` nodes)
       lists SRC, skips existing outputs   --->     CodecWorker x N: load_codec(task) once (1 CPU, G GPUs)
       keeps IN_FLIGHT files per worker    <---     process_reply(src, dst): write_atomic as locally
-      one line per failure, "N ok, M skipped, K failed", the same exit codes (dpc/batch.py)
+      one line per failure, "N ok, M skipped, K failed", the same exit codes (dpc/report.py)
 
 - ADDRESS: "HOST:PORT" of a running cluster's head; without it RAY_ADDRESS, else a local cluster
   on this machine's cores is started for the run and shut down after it.
@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bitstream.container import MAX_PIXELS
-from codec.errors import ClusterError, CodecError, InvalidOptionError
+from codec.errors import CodecError, InvalidOptionError
 from codec.options import DEFAULT_TILE, check_effort
-from codec.rate import DEFAULT_QUALITY
+from codec.quality_scale import DEFAULT_QUALITY
 
-from .batch import INTERNAL_ERROR, Task, folder_jobs, load_codec, process_reply, run
+from .batch import run
+from .errors import ClusterError
+from .exit_codes import INTERNAL_ERROR
 from .files import remove_temp_files
+from .jobs import Task, folder_jobs, load_codec, make_task, process_reply
 
 MAX_RESTARTS = 3  # per worker
 MAX_TASK_RETRIES = 3  # per file, when its worker died under it
@@ -48,6 +51,10 @@ class Cluster:
         if address and address != "auto":
             _check_reachable(address)
         return address
+
+    def run(self, report, n_workers: int | None) -> None:
+        """Do a folder run's files on the cluster (dpc/batch.py calls it): see `run_on_ray`."""
+        run_on_ray(report, self, n_workers)
 
 
 class CodecWorker:
@@ -168,13 +175,13 @@ def run_folder(
     check_effort(effort)  # a bad value fails here, not once per file
     cluster = cluster or Cluster()
     cluster.check()
-    task = Task(
+    task = make_task(
         verb,
-        quality,
-        force,
-        weights,
-        max_pixels,
-        dict(refine or {}),
+        quality=quality,
+        force=force,
+        weights=weights,
+        max_pixels=max_pixels,
+        refine=refine,
         tile=tile,
         prior_weights=prior_weights,
         run_options=run_options,
@@ -188,21 +195,21 @@ def run_folder(
     return run(jobs, task, None, workers, folder=True, cluster=cluster)
 
 
-def run_on_ray(batch, cluster: Cluster, n_workers: int | None) -> None:
-    """Do `batch.todo` (dpc/batch.py's _Batch) on the cluster, reporting each file to the batch."""
+def run_on_ray(report, cluster: Cluster, n_workers: int | None) -> None:
+    """Do `report.todo` (dpc/report.py's BatchReport) on the cluster, telling the report each file's start and end."""
     started = connect(cluster)  # first: it sets what Ray reads when imported
     import ray
 
     try:
-        n = min(n_workers or int(ray.cluster_resources().get("CPU", 1)), len(batch.todo)) or 1
-        workers = start_workers(batch.task, n, cluster.gpus)
-        queue = list(reversed(batch.todo))
+        n = min(n_workers or int(ray.cluster_resources().get("CPU", 1)), len(report.todo)) or 1
+        workers = start_workers(report.task, n, cluster.gpus)
+        queue = list(reversed(report.todo))
         running = {}  # ObjectRef -> (worker, job index, output)
 
         def give(worker):
             if queue:
                 index, src, dst = queue.pop()
-                batch.in_flight[index] = dst
+                report.started(index, dst)
                 running[worker.process.remote(index, str(src), str(dst))] = (worker, index, dst)
 
         for _ in range(IN_FLIGHT):
@@ -215,14 +222,13 @@ def run_on_ray(batch, cluster: Cluster, n_workers: int | None) -> None:
                 _, reply = ray.get(ref)
             except ray.exceptions.RayError as exc:  # its worker died more often than Ray retries
                 remove_temp_files(dst)
-                batch.done(index, (f"worker died: {_first_line(exc)}", INTERNAL_ERROR))
+                report.done(index, (f"worker died: {_first_line(exc)}", INTERNAL_ERROR))
                 give(worker)
                 continue
-            batch.done(index, None if reply[0] == "ok" else (reply[1], reply[2]))
+            report.done(index, None if reply[0] == "ok" else (reply[1], reply[2]))
             give(worker)
     finally:
-        for dst in batch.in_flight.values():
-            remove_temp_files(dst)
+        report.remove_temp_files()
         if started:
             ray.shutdown()
 

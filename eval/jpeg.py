@@ -1,4 +1,4 @@
-"""JPEG (Pillow) at an exactly matched rate, interpolated: the baseline of the README's Kodak table.
+"""JPEG (Pillow) at an exactly matched rate, interpolated: the baseline of the Kodak table (docs/results.md).
 
 `eval.baselines.encode_at_bpp` picks one real JPEG file near a target rate;
 this interpolates JPEG's metrics between the two qualities whose file sizes

@@ -62,7 +62,7 @@ def list_images(dataset: Path) -> list[Path]:
 def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     """Run (or resume) an evaluation; returns the summary also written to summary.json.
 
-    Refusals are CodecErrors with the exit codes of the README's table: bad options before any work
+    Refusals are CodecErrors with the exit codes of the table in docs/cli.md: bad options before any work
     (InvalidOptionError), no images (NoInputsError), an --out that cannot be made (OutputWriteError)."""
     from .report import write_report
 

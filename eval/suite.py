@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .metrics import METRIC_NAMES, SPECTRAL_MIN_SIDE, available_metrics
+from .metric_set import available_metrics
+from .metrics import METRIC_NAMES, SPECTRAL_MIN_SIDE
 from .perceptual import MIN_SIDE as PERCEPTUAL_MIN_SIDE
 
 # The smallest image side each per-image metric accepts (the others take any size; MS-SSIM falls back).

@@ -1,7 +1,7 @@
 """Compress/decompress time for one image on this machine (a benchmark, not a test).
 
-    python scripts/benchmark.py ../shared/data/kodak/kodim23.png --repeats 5 --steps 4
-    python scripts/benchmark.py ../shared/data/kodak/kodim23.png --weights dpc-v2 dpc-v3 --dtypes fp32 bf16 --no-cli
+    python -m scripts.benchmark ../shared/data/kodak/kodim23.png --repeats 5 --steps 4
+    python -m scripts.benchmark ../shared/data/kodak/kodim23.png --weights dpc-v2 dpc-v3 --dtypes fp32 bf16 --no-cli
 
 Reports the median in-process time of Codec.compress and Codec.decompress
 after a warm-up (decompress with --steps refinement steps, default: what the file
@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from codec import DEFAULT_QUALITY, Codec, load_image  # noqa: E402
-from eval.bench import cpu_name  # noqa: E402
+from codec import DEFAULT_QUALITY, Codec, load_image
+from eval.bench import cpu_name
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
@@ -63,10 +62,10 @@ def bench(args, weights, dtype: str) -> None:
     enc_s, data = timed(lambda: codec.compress(image, args.quality), args.repeats)
     settings = codec.read_header(data).refine.with_overrides(steps=args.steps)
     dec_s, _ = timed(lambda: codec.decompress(data, steps=settings.steps), args.repeats)
-    entropy_s, (_, coarse) = timed(lambda: codec.decode_latent(data), args.repeats)
-    refine_s, latent = timed(lambda: codec.refine_latent(coarse, args.quality, settings), args.repeats)
+    entropy_s, (_, coarse) = timed(lambda: codec.stages.decode_latent(data), args.repeats)
+    refine_s, latent = timed(lambda: codec.stages.refine_latent(coarse, args.quality, settings), args.repeats)
     level = codec.read_header(data).level
-    pixels_s, _ = timed(lambda: codec.decode_pixels(latent, level=level), args.repeats)
+    pixels_s, _ = timed(lambda: codec.stages.decode_pixels(latent, level=level), args.repeats)
 
     print(f"image: {args.image.name} {image.width}x{image.height}, quality {args.quality}, {len(data)} bytes")
     print(f"model load: {load_s:.2f} s")

@@ -1,6 +1,6 @@
 """How close `dpc compress --bpp TARGET` lands: per-image rate (file bytes) for each target.
 
-    python scripts/bpp_targets.py ../shared/data/kodak --targets 0.01 0.05 0.2 --json rd/bpp_targets.json
+    python -m scripts.bpp_targets ../shared/data/kodak --targets 0.01 0.05 0.2 --json rd/bpp_targets.json
 
 For each target and image, `Codec.compress_to_bpp` keeps the quality whose file is
 nearest the target (log-rate). Reports the mean rate, the mean per-image miss
@@ -10,15 +10,13 @@ the target lies beyond them) and which qualities were chosen.
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from codec import Codec, load_image  # noqa: E402
+from codec import Codec, load_image
 
 
 def main() -> None:

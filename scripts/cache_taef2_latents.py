@@ -1,7 +1,7 @@
 """Cache TAEF2 latents of random training crops, once: the frozen encoder's output for the
-latent compressor's training (scripts/train_latent_codec.py).
+latent compressor's training (`python -m scripts.train_latent_codec`).
 
-    python scripts/cache_taef2_latents.py ../shared/data/train .data/taef2_cache.npz --crops 2
+    python -m scripts.cache_taef2_latents ../shared/data/train .data/taef2_cache.npz --crops 2
 
 Every training photo (the BSDS500 `val` split is left out: it is for choosing) is scaled so that
 its short side is a random size between --crop and 2 x --crop (never up), then --crops random
@@ -18,20 +18,12 @@ import torch
 from PIL import Image, ImageOps
 
 from codec.model_files import load_taef2
-
-EXTENSIONS = {".jpg", ".jpeg", ".png"}
-
-
-def validation_names(train_dir: Path) -> set[str]:
-    """File names of the BSDS500 `val` split (bsds500_splits.tsv beside the training folder)."""
-    rows = (Path(train_dir).parent / "bsds500_splits.tsv").read_text().splitlines()[1:]
-    return {name for name, split in (r.split("\t") for r in rows if r.strip()) if split.strip() == "val"}
+from scripts.common import find_images, random_box, validation_names
 
 
 def training_photos(train_dir: Path) -> list[Path]:
     held_out = validation_names(train_dir)
-    photos = sorted(p for p in Path(train_dir).rglob("*") if p.suffix.lower() in EXTENSIONS)
-    return [p for p in photos if p.name not in held_out]
+    return [p for p in find_images(train_dir) if p.name not in held_out]
 
 
 def random_crops(photo: Image.Image, crop: int, count: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -45,8 +37,7 @@ def random_crops(photo: Image.Image, crop: int, count: int, rng: np.random.Gener
     arr = np.asarray(photo)
     out = []
     for i in range(count):
-        top = rng.integers(0, arr.shape[0] - crop + 1)
-        left = rng.integers(0, arr.shape[1] - crop + 1)
+        top, left = random_box(rng, arr.shape[0], arr.shape[1], crop)
         c = arr[top : top + crop, left : left + crop]
         out.append(np.ascontiguousarray(c[:, ::-1] if i % 2 else c))
     return out

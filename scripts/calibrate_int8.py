@@ -1,6 +1,6 @@
 """Calibrate INT8 decoding: activation scales of the decoding models from training photos.
 
-    python scripts/calibrate_int8.py ../shared/data/train --images 24 --crop 256
+    python -m scripts.calibrate_int8 ../shared/data/train --images 24 --crop 256
 
 Random crops of the photos are compressed at every quality and decoded (refined as each
 file records, and with the plain decoder) through observing copies of the diffusion
@@ -16,15 +16,41 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pack_data import find_images  # noqa: E402
+from codec import Codec
+from codec.quantization import DEFAULT_INT8_TABLE, activation_table, observing, save_table
+from eval.bench import cpu_name
+from scripts.common import find_images
 
-from codec import Codec  # noqa: E402
-from codec.quantization import DEFAULT_INT8_TABLE, calibrate, save_table  # noqa: E402
-from eval.bench import cpu_name  # noqa: E402
+
+def calibrate(codec, images, qualities=None, progress=None) -> dict[str, torch.Tensor]:
+    """Decode `images` at every quality (as the files record, refined, and fidelity) with
+    observing copies of the decoding models; return their activation table.
+
+    `codec`: a fp32 Codec (its weights are the ones the table will be tied to).
+    """
+    observed = {
+        "prior": observing("prior", codec.refiner.prior),
+        "perceptual": observing("perceptual", codec.pixels.perceptual),
+        "plain": observing("plain", codec.autoencoder.decoder),
+    }
+    with codec.runners.replaced(observed):
+        for image in images:
+            for quality in qualities or codec.qualities:
+                data = codec.compress(image, quality)
+                codec.decompress(data)  # as the file records
+                if not codec.read_header(data).refine.steps:
+                    codec.decompress(data, steps=8)  # the prior, for decodes that ask for refinement
+                codec.decompress(data, fidelity=True)
+            if progress is not None:
+                progress()
+    table = {}
+    for name, module in observed.items():
+        table.update(activation_table(name, module))
+    return table
 
 
 def crops(root: Path, count: int, size: int, seed: int) -> list[Image.Image]:

@@ -2,6 +2,11 @@
 
     save_checkpoint(path, {"ae": model, "opt": optimizer}, meta={"stage": ..., "step": ...})
     meta = load_checkpoint(path, {"ae": model, "opt": optimizer})
+    meta = read_meta(path)                                     # the metadata alone
+
+    ckpt = TimedCheckpoint(path, every=300)                    # a run with a wall-clock budget
+    if ckpt.due():
+        ckpt.save({"ae": model, "opt": optimizer}, meta={...})
 
 Modules and optimizers are flattened to `name.key` tensors (optimizer state per
 parameter index); non-tensor state (step counters, param groups, Python RNG state)
@@ -11,6 +16,7 @@ previous checkpoint intact.
 
 import json
 import random
+import time
 from pathlib import Path
 
 import torch
@@ -57,11 +63,16 @@ def save_checkpoint(path: Path, parts: dict, meta: dict, rng: random.Random | No
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, parts: dict, rng: random.Random | None = None, device="cpu") -> dict:
+def read_meta(path: Path) -> dict:
+    """A checkpoint's JSON metadata (stage, step, ...), without loading its tensors."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["meta"])
+        return json.loads(f.metadata()["meta"])
+
+
+def load_checkpoint(path: Path, parts: dict, rng: random.Random | None = None, device="cpu") -> dict:
+    meta = read_meta(path)
     tensors = load_file(str(path))
     for name, part in parts.items():
         own = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
@@ -74,3 +85,22 @@ def load_checkpoint(path: Path, parts: dict, rng: random.Random | None = None, d
         state = meta["rng.python"]
         rng.setstate((state[0], tuple(state[1]), state[2]))
     return meta
+
+
+class TimedCheckpoint:
+    """The checkpoint file of a run with a wall-clock budget: `due()` once `every` seconds have
+    passed since the last save (or since the start)."""
+
+    def __init__(self, path: Path, every: float, rng: random.Random | None = None):
+        self.path, self.every, self.rng = Path(path), every, rng
+        self.last = time.time()
+
+    def due(self) -> bool:
+        return time.time() - self.last >= self.every
+
+    def save(self, parts: dict, meta: dict) -> None:
+        save_checkpoint(self.path, parts, meta, self.rng)
+        self.last = time.time()
+
+    def load(self, parts: dict, device="cpu") -> dict:
+        return load_checkpoint(self.path, parts, self.rng, device)

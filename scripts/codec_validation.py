@@ -24,16 +24,10 @@ from codec import Codec
 from eval.metrics import bits_per_pixel, msssim, psnr
 from eval.perceptual import DISTSMetric, LPIPSMetric
 from eval.report import bd_pair
+from scripts.common import validation_photos
 
 FIELDS = ["image", "codec", "quality", "bytes", "bpp", "psnr", "msssim", "lpips", "dists"]
 METRICS = ("psnr", "msssim", "lpips", "dists")
-
-
-def validation_photos(train_dir: Path, count: int) -> list[Path]:
-    rows = (Path(train_dir).parent / "bsds500_splits.tsv").read_text().splitlines()[1:]
-    names = {n for n, s in (r.split("\t") for r in rows if r.strip()) if s.strip() == "val"}
-    paths = sorted(p for p in Path(train_dir).rglob("*") if p.name in names)
-    return paths[:count] if count else paths
 
 
 def parse_codec(spec: str) -> tuple[str, str, list[float]]:

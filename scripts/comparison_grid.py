@@ -1,8 +1,8 @@
 """Side-by-side pictures: original | ours (default) | ours --fidelity | AVIF | JPEG, at the same bytes.
 
-    python scripts/comparison_grid.py ../shared/data/kodak --qualities 1 3 --out docs/images
-    python scripts/comparison_grid.py ../shared/data/kodak --qualities 1 3 --effort 9   # grid_q1_effort9.png, ...
-    python scripts/comparison_grid.py ../shared/data/kodak --bpp 0.01 0.03 --weights W --versus default
+    python -m scripts.comparison_grid ../shared/data/kodak --qualities 1 3 --out docs/images
+    python -m scripts.comparison_grid ../shared/data/kodak --qualities 1 3 --effort 9   # grid_q1_effort9.png, ...
+    python -m scripts.comparison_grid ../shared/data/kodak --bpp 0.01 0.03 --weights W --versus default
         # grid_bpp0.01.png, ...: each image's file nearest the rate target; a column for another codec's
         # default decode at the same target (`default`: the shipped codec)
 
@@ -15,15 +15,12 @@ cannot go that low, its panel says so. Labels give each file's bytes and bpp. Wi
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from codec import Codec  # noqa: E402
-from eval.baselines import encode_at_bpp  # noqa: E402
+from codec import Codec
+from eval.baselines import encode_at_bpp
 
 # (kodak image, what it shows, left, top) of SIDE x SIDE crops in full-resolution pixels
 CROPS = [

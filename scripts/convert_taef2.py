@@ -1,7 +1,7 @@
 """Convert the pretrained TAEF2 weights (two zip-format torch state dicts, MIT licence) into the
 package's fp16 safetensors file, with its SHA-256 record and the licence notice beside it.
 
-    python scripts/convert_taef2.py ../shared/data/pretrained/taef2
+    python -m scripts.convert_taef2 ../shared/data/pretrained/taef2
       -> codec/weights/taef2.safetensors (+ .sha256), codec/weights/TAEF2_LICENSE
 
 The state dicts are read with `weights_only=True` (no pickle code runs) and must fill our own

@@ -1,7 +1,7 @@
 """Encode on one device, decode on another, and compare: does every file decode, and
 are the decoded latents the encoder's? (A measurement for issue #7.)
 
-    python scripts/cross_device_check.py ../shared/data/kodak --encode-device cuda --decode-device cpu
+    python -m scripts.cross_device_check ../shared/data/kodak --encode-device cuda --decode-device cpu
 
 Per image: whether the decoder reproduced the encoder's symbols (else the
 symbol check refuses the file: DecoderDesyncError), and the largest difference
@@ -10,13 +10,11 @@ between the latent the encoder's device reconstructs and the decoder's.
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from codec import Codec, CodecError, load_image  # noqa: E402
+from codec import Codec, CodecError, load_image
 
 
 def main() -> None:
@@ -36,10 +34,10 @@ def main() -> None:
     rows = []
     for path in sorted(args.images.glob("*.png")):
         data = enc.compress(load_image(path), args.quality)
-        _, latent_enc = enc.decode_latent(data)
+        _, latent_enc = enc.stages.decode_latent(data)
         row = {"image": path.name, "bytes": len(data)}
         try:
-            _, latent_dec = dec.decode_latent(data)
+            _, latent_dec = dec.stages.decode_latent(data)
             row["decoded"] = True
             row["latent_max_abs_diff"] = float((latent_dec.cpu() - latent_enc.cpu()).abs().max())
             row["latent_identical"] = bool(torch.equal(latent_dec.cpu(), latent_enc.cpu()))

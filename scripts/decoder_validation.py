@@ -1,9 +1,9 @@
 """Measure decoders and refinement settings on the validation split; choose each level's decode defaults.
 
-    python scripts/decoder_validation.py ../shared/data/train --images 16 --levels 1 3 5 \\
+    python -m scripts.decoder_validation ../shared/data/train --images 16 --levels 1 3 5 \\
         --decoder-weights codec/weights/dpc-decoder-v2.safetensors --steps 0 2 4 8 --out rd/decoder_validation.csv
-    python scripts/decoder_validation.py --summary rd/decoder_validation.csv
-    python scripts/decoder_validation.py --summary rd/decoder_validation.csv --write   # record the choice
+    python -m scripts.decoder_validation --summary rd/decoder_validation.csv
+    python -m scripts.decoder_validation --summary rd/decoder_validation.csv --write   # record the choice
 
 The validation split is BSDS500's `val` images (bsds500_splits.tsv), which no decoder was
 trained on; Kodak, the test set, is never used here. Each photo (native size) is compressed
@@ -20,8 +20,6 @@ and sampler in the prior's weight file config (what compress() records in each f
 
 import argparse
 import csv
-import io
-import sys
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -30,25 +28,14 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from train_perceptual_decoder import validation_names  # noqa: E402
-
-from bitstream import SAMPLERS  # noqa: E402
-from codec import Codec  # noqa: E402
-from codec.model_files import DEFAULT_PRIOR_WEIGHTS, load_prior, save_prior  # noqa: E402
-from eval.metrics import bits_per_pixel, msssim, psnr  # noqa: E402
-from eval.perceptual import DISTSMetric, LPIPSMetric  # noqa: E402
+from bitstream import SAMPLERS
+from codec import Codec
+from codec.model_files import DEFAULT_PRIOR_WEIGHTS, load_prior, save_prior
+from eval.perceptual import DISTSMetric, LPIPSMetric
+from scripts.common import ResultRows, scored_as_written, validation_photos
 
 FIELDS = ["image", "level", "decoder", "sampler", "steps", "bpp", "psnr", "msssim", "lpips", "dists"]
 KEY = FIELDS[:5]
-
-
-def validation_photos(train_dir: Path, count: int) -> list[Path]:
-    names = validation_names(train_dir)
-    paths = sorted(p for p in Path(train_dir).rglob("*") if p.name in names)
-    return paths[:count] if count else paths
 
 
 def main() -> None:
@@ -81,18 +68,9 @@ def main() -> None:
     for path in args.decoder_weights:
         codecs[path.stem + tag] = Codec.load(args.weights, decoder_weights=path)
     paths = validation_photos(args.train_dir, args.images)
-    done = set()
-    if args.out.exists():
-        with open(args.out) as f:
-            done = {tuple(row[k] for k in KEY) for row in csv.DictReader(f)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists()
     fidelity = f"fidelity{tag}"
     settings = [(fidelity, 0)] + [(name, s) for name in codecs if name != fidelity for s in args.steps]
-    with open(args.out, "a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        if new:
-            writer.writeheader()
+    with ResultRows(args.out, FIELDS, KEY) as results:
         bar = tqdm(total=len(paths) * len(args.levels) * len(settings), desc="decodes", unit="decode")
         for path in paths:
             original = Image.open(path).convert("RGB")
@@ -102,7 +80,7 @@ def main() -> None:
                     sampler = args.sampler if steps else "-"
                     key = (path.name, str(level), name, sampler, str(steps))
                     bar.update(1)
-                    if key in done:
+                    if key in results.done:
                         continue
                     codec = codecs[name]
                     if data is None:  # every codec here shares the codec weights: one file per level
@@ -111,19 +89,9 @@ def main() -> None:
                         decoded = codec.decompress(data, fidelity=True)
                     else:
                         decoded = codec.decompress(data, steps=steps, sampler=args.sampler if steps else None)
-                    buf = io.BytesIO()  # what `dpc decompress` writes: a PNG
-                    decoded.save(buf, "PNG")
-                    decoded = Image.open(buf).convert("RGB")
-                    row = dict(zip(KEY, key, strict=True))
-                    row.update(
-                        bpp=f"{bits_per_pixel(len(data), original):.5f}",
-                        psnr=f"{psnr(original, decoded):.4f}",
-                        msssim=f"{msssim(original, decoded):.5f}",
-                        lpips=f"{lpips(original, decoded):.5f}",
-                        dists=f"{dists(original, decoded):.5f}",
-                    )
-                    writer.writerow(row)
-                    f.flush()
+                    decoded, scores = scored_as_written(original, decoded, len(data))
+                    scores.update(lpips=f"{lpips(original, decoded):.5f}", dists=f"{dists(original, decoded):.5f}")
+                    results.write(key, **scores)
         bar.close()
     summarise(args.out, None, args.min_gain, False, args.sampler)
 

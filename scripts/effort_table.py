@@ -1,12 +1,12 @@
 """What each encoder effort costs and saves: encode time, rate and fidelity per image, and the
 PSNR / MS-SSIM BD-rate of every effort against effort 0 (docs/effort.md).
 
-    python scripts/effort_table.py ../shared/data/kodak --every 3 --efforts 0 1 2 4 9 --qualities 1 3 5 \\
+    python -m scripts.effort_table ../shared/data/kodak --every 3 --efforts 0 1 2 4 9 --qualities 1 3 5 \\
         --csv rd/effort_kodak.csv --markdown rd/effort_kodak.md
     # choosing the search settings: on the BSDS500 validation photos, never on Kodak
-    python scripts/effort_table.py ../shared/data/train/bsds500 --split val --images 6 --efforts 0 1 2 4 9 \\
+    python -m scripts.effort_table ../shared/data/train/bsds500 --split val --images 6 --efforts 0 1 2 4 9 \\
         --msssim-weight 0.5 --csv rd/effort_val.csv --markdown rd/effort_val_ms0.5.md
-    python scripts/effort_table.py ../shared/data/train/bsds500 --split val --images 6 --efforts 0 2 9 \\
+    python -m scripts.effort_table ../shared/data/train/bsds500 --split val --images 6 --efforts 0 2 9 \\
         --msssim-weight 0 --csv rd/effort_val.csv --markdown rd/effort_val_ms0.md
 
 One row per (image, quality, effort) in --csv: file bytes (the rate), encode seconds (in
@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from codec import Codec  # noqa: E402
-from codec.effort import SearchSettings  # noqa: E402
-from codec.images import IMAGE_SUFFIXES, load_image  # noqa: E402
-from eval.metrics import msssim, psnr  # noqa: E402
-from eval.report import bd_pair  # noqa: E402
+from codec import Codec
+from codec.effort import SearchSettings
+from codec.images import load_image
+from eval.metrics import msssim, psnr
+from eval.report import bd_pair
+from scripts.common import folder_photos
 
 FIELDS = ["image", "quality", "effort", "settings", "model", "bytes", "bpp", "encode_s", "psnr", "msssim"]
 FIELDS += ["lpips", "dists"]
@@ -71,12 +70,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if args.split:
-        splits = (args.images.parent.parent / "bsds500_splits.tsv").read_text().splitlines()[1:]
-        wanted = {line.split("\t")[0] for line in splits if line.split("\t")[-1].strip() == args.split}
-        paths = [p for p in paths if p.name in wanted]
-    paths = paths[:: args.every]
+    paths = folder_photos(args.images, args.split)[:: args.every]
     paths = paths[: args.count] if args.count else paths
     settings = replace(
         defaults,

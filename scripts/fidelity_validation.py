@@ -1,6 +1,6 @@
 """Compare codec weight files on fidelity: file bytes, PSNR and MS-SSIM of the fidelity decode.
 
-    python scripts/fidelity_validation.py ../shared/data/train/bsds500 --split val --images 16 \\
+    python -m scripts.fidelity_validation ../shared/data/train/bsds500 --split val --images 16 \\
         --weights codec/weights/dpc-v1.safetensors .data/dpc-ctx.safetensors .data/dpc-fdec2.safetensors \\
         --out rd/fidelity_validation_v2.csv --threads 2    # dpc-ctx: shipped as dpc-v2
 
@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from codec import Codec  # noqa: E402
-from codec.images import IMAGE_SUFFIXES, load_image  # noqa: E402
-from eval.metrics import msssim, psnr  # noqa: E402
-from eval.report import bd_pair  # noqa: E402
+from codec import Codec
+from codec.images import load_image
+from eval.metrics import msssim, psnr
+from eval.report import bd_pair
+from scripts.common import folder_photos
 
 
 def main() -> int:
@@ -41,11 +40,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if args.split:
-        rows = (args.images.parent.parent / "bsds500_splits.tsv").read_text().splitlines()[1:]
-        wanted = {r.split("\t")[0] for r in rows if r.split("\t")[-1].strip() == args.split}
-        paths = [p for p in paths if p.name in wanted]
+    paths = folder_photos(args.images, args.split)
     paths = paths[: args.count] if args.count else paths
     images = [load_image(p) for p in paths]
     results = []

@@ -1,8 +1,8 @@
 """Fuzz the .dpc container parser and the whole decode path (or, with --target images, the image side).
 
-    python scripts/fuzz.py --cases 100000 --json out/fuzz.json --save-failures out/fuzz-failures
-    python scripts/fuzz.py --replay out/fuzz-failures/*.dpc     # re-run saved failing cases
-    python scripts/fuzz.py --target images --cases 10000        # cut and lying images (scripts/fuzz_images.py)
+    python -m scripts.fuzz --cases 100000 --json out/fuzz.json --save-failures out/fuzz-failures
+    python -m scripts.fuzz --replay out/fuzz-failures/*.dpc     # re-run saved failing cases
+    python -m scripts.fuzz --target images --cases 10000        # cut and lying images (scripts/fuzz_images.py)
 
 Every case mutates seeds and hands the bytes to `Codec.decompress`. The fuzzer is
 three modules:
@@ -12,6 +12,8 @@ three modules:
     fuzz_mutators.py  the mutations, and the case maker that picks one per case
     fuzz.py           running the cases (in this process or in workers), the
                       report and the command line
+    fuzz_report.py    the failing cases' records and files, the JSON report (shared
+                      with the image fuzzer, fuzz_images.py)
 
 A case passes if it ends in an RGB PIL image of the size its header gives, or in
 a `codec.CodecError`, within --time-limit seconds. Failures: "crash" (any other
@@ -28,8 +30,6 @@ pixel limit (--max-pixels, 4 Mpx) than the default; see docs/reliability.md.
 """
 
 import argparse
-import base64
-import json
 import multiprocessing as mp
 import queue
 import resource
@@ -45,12 +45,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from codec import Codec, CodecError, DecoderDesyncError, ImageTooLargeError, ModelMismatchError, UnsupportedVersionError
-
-# fuzz_seeds, fuzz_mutators and fuzz_images: found also when this file is imported (the tests) rather than run
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fuzz_mutators import Case, CaseMaker  # noqa: E402
-from fuzz_seeds import SeedFile, make_seeds, seed_from_bytes  # noqa: E402
+from scripts.fuzz_mutators import Case, CaseMaker
+from scripts.fuzz_report import failure_record, write_outputs
+from scripts.fuzz_seeds import SeedFile, make_seeds, seed_from_bytes
 
 FUZZ_MAX_PIXELS = 1 << 22
 CHUNK = 50  # cases per work item in multi-process runs
@@ -162,17 +159,7 @@ class Summary:
         for failure in outcome.failures:
             self.failure_counts[failure] += 1
         if outcome.failures:
-            self.failures.append(
-                {
-                    "index": case.index,
-                    "mutator": case.mutator,
-                    "failures": list(outcome.failures),
-                    "kind": outcome.kind,
-                    "seconds": round(outcome.seconds, 4),
-                    "detail": outcome.detail,
-                    "data_base64": base64.b64encode(case.data).decode(),
-                }
-            )
+            self.failures.append(failure_record(case, outcome))
 
     def merge(self, other: "Summary") -> None:
         self.cases += other.cases
@@ -340,7 +327,7 @@ def run_parallel(args, codec: Codec, maker: CaseMaker, seeds: list[SeedFile], pr
 # -- report ------------------------------------------------------------------------------------------------
 def report(summary: Summary, args, wall: float) -> dict:
     return {
-        "command": "python scripts/fuzz.py " + " ".join(sys.argv[1:]),
+        "command": "python -m scripts.fuzz " + " ".join(sys.argv[1:]),
         "cases": summary.cases,
         "seed": args.seed,
         "workers": args.workers,
@@ -386,15 +373,6 @@ def print_summary(r: dict) -> None:
         print(f"{name:>20}  {value}")
 
 
-def save_failures(summary: Summary, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in summary.failures:
-        stem = folder / f"case-{f['index']:07d}-{'-'.join(f['failures'])}"
-        stem.with_suffix(".dpc").write_bytes(base64.b64decode(f["data_base64"]))
-        info = {k: v for k, v in f.items() if k != "data_base64"}
-        stem.with_suffix(".txt").write_text(json.dumps(info, indent=1) + "\n")
-
-
 def replay(paths: list[Path], args) -> int:
     codec = load_codec(args.max_pixels)
     bad = 0
@@ -423,7 +401,7 @@ def main(argv=None) -> int:
     p.add_argument("--replay", type=Path, nargs="+", metavar="FILE", help="decode saved cases instead of fuzzing")
     args = p.parse_args(argv)
     if args.target == "images":
-        import fuzz_images
+        from scripts import fuzz_images
 
         return fuzz_images.main(args)
     args.max_pixels = FUZZ_MAX_PIXELS if args.max_pixels is None else args.max_pixels
@@ -447,12 +425,7 @@ def main(argv=None) -> int:
     summary.failures.sort(key=lambda f: f["index"])
     r = report(summary, args, time.perf_counter() - t0)
     print_summary(r)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(r, indent=1) + "\n")
-    if summary.failures:
-        save_failures(summary, args.save_failures)
-        print(f"{len(summary.failures)} failing case(s) saved in {args.save_failures}/", file=sys.stderr)
+    write_outputs(r, args.json, summary.failures, args.save_failures, ".dpc", text_end="\n")
     return 1 if summary.failed else 0
 
 

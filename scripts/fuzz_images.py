@@ -1,7 +1,7 @@
 """Fuzz the image side: what `dpc compress` makes of cut, damaged and lying image files.
 
-    python scripts/fuzz.py --target images --cases 10000 --json out/fuzz-images.json
-    python scripts/fuzz.py --target images --replay out/fuzz-images-failures/*.png
+    python -m scripts.fuzz --target images --cases 10000 --json out/fuzz-images.json
+    python -m scripts.fuzz --target images --replay out/fuzz-images-failures/*.png
 
 Seeds are small synthetic images (16x12 and 37x21 px) written by Pillow as PNG (RGB,
 gray, palette, RGBA, 16-bit, 1-bit; one hand-made Adam7-interlaced file and one with its
@@ -33,9 +33,7 @@ WebP's 16x16 macroblocks hold the edge pixels beyond the true size): that is not
 must-refuse case. Case i is a pure function of (--seed, i).
 """
 
-import base64
 import io
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -57,6 +55,7 @@ from PIL import Image
 
 from codec.errors import CodecError
 from codec.images import DEFAULT_MAX_PIXELS, decode_image, to_rgb
+from scripts.fuzz_report import failure_record, write_outputs
 
 SEED_SIZES = ((16, 12), (37, 21))
 MUTATOR_WEIGHTS = {
@@ -241,7 +240,7 @@ def _jpeg_closed_cut(data: bytes, rng: random.Random) -> bytes:
 
 
 def _first_eoi(data: bytes) -> int:
-    from codec.image_streams import check_jpeg
+    from codec.jpeg_checks import check_jpeg
 
     return check_jpeg(data, "seed").end
 
@@ -490,18 +489,7 @@ class Summary:
             self.max_case = {"index": case.index, "mutator": case.mutator, "seed": case.seed, "kind": outcome.kind}
         self.failure_counts.update(outcome.failures)
         if outcome.failures:
-            self.failures.append(
-                {
-                    "index": case.index,
-                    "mutator": case.mutator,
-                    "seed": case.seed,
-                    "failures": list(outcome.failures),
-                    "kind": outcome.kind,
-                    "seconds": round(outcome.seconds, 4),
-                    "detail": outcome.detail,
-                    "data_base64": base64.b64encode(case.data).decode(),
-                }
-            )
+            self.failures.append(failure_record(case, outcome, seed=case.seed))
 
     def merge(self, other: "Summary") -> None:
         self.cases += other.cases
@@ -600,7 +588,7 @@ def run_watched(args, maker: CaseMaker, progress) -> Summary:
 # -- report --------------------------------------------------------------------------------------------
 def report(summary: Summary, args, wall: float) -> dict:
     return {
-        "command": "python scripts/fuzz.py " + " ".join(sys.argv[1:]),
+        "command": "python -m scripts.fuzz " + " ".join(sys.argv[1:]),
         "target": "images",
         "cases": summary.cases,
         "seed": args.seed,
@@ -631,16 +619,8 @@ def print_summary(r: dict) -> None:
     print(f"{'peak RSS':>16}  {r['peak_rss_mb']:.0f} MB; wall time {r['wall_s']:.1f} s")
 
 
-def save_failures(summary: Summary, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in summary.failures:
-        stem = folder / f"case-{f['index']:07d}-{'-'.join(f['failures'])}"
-        stem.with_suffix(".img").write_bytes(base64.b64decode(f["data_base64"]))
-        stem.with_suffix(".txt").write_text(json.dumps({k: v for k, v in f.items() if k != "data_base64"}, indent=1))
-
-
 def main(args) -> int:
-    """`scripts/fuzz.py --target images` (its parsed arguments)."""
+    """`python -m scripts.fuzz --target images` (its parsed arguments)."""
     max_pixels = args.max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
     if args.replay:
         bad = 0
@@ -664,11 +644,6 @@ def main(args) -> int:
     summary.failures.sort(key=lambda f: f["index"])
     r = report(summary, args, time.perf_counter() - t0)
     print_summary(r)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(r, indent=1) + "\n")
-    if summary.failures:
-        folder = args.save_failures or Path("out/fuzz-images-failures")
-        save_failures(summary, folder)
-        print(f"{len(summary.failures)} failing case(s) saved in {folder}/", file=sys.stderr)
+    folder = args.save_failures or Path("out/fuzz-images-failures")
+    write_outputs(r, args.json, summary.failures, folder, ".img")
     return 1 if summary.failed else 0

@@ -31,9 +31,8 @@ import math
 import random
 from dataclasses import dataclass, replace
 
-from fuzz_seeds import RawFields, SeedFile, encode_file, fix_crc
-
 from codec import Codec
+from scripts.fuzz_seeds import RawFields, SeedFile, encode_file, fix_crc
 
 CRC_FIX_RATE = 0.85
 

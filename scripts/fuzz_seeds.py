@@ -55,7 +55,7 @@ class SeedFile:
 
 
 def seed_from_bytes(codec: Codec, name: str, data: bytes) -> SeedFile:
-    header, symbols = codec.decode_symbols(data)
+    header, symbols = codec.stages.decode_symbols(data)
     return SeedFile(name, bytes(data), header, symbols.z, symbols.y)
 
 
@@ -97,7 +97,7 @@ def encode_file(codec: Codec, header: Header, z: np.ndarray, y: np.ndarray) -> b
     """Entropy-code given symbols exactly as Codec.compress does: a valid file, symbol check and CRC included."""
     z = np.ascontiguousarray(z, dtype=np.int32)
     y = np.ascontiguousarray(y, dtype=np.int32)
-    return codec.write_symbols(header, Symbols(z=z, y=y))
+    return codec.stages.write_symbols(header, Symbols(z=z, y=y))
 
 
 # -- raw container writer: any field value, in or out of range ------------------------------------

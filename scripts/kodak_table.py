@@ -1,7 +1,7 @@
 """The README's Kodak table: per quality level, mean bpp (file bytes), PSNR and
 MS-SSIM, beside JPEG (Pillow) at the same bpp per image.
 
-    python scripts/kodak_table.py ../shared/data/kodak --json out/kodak_table.json [--fidelity]
+    python -m scripts.kodak_table ../shared/data/kodak --json out/kodak_table.json [--fidelity]
 
 Files are decoded as `dpc decompress` does (the perceptual decoder, refined as each file
 records); --steps N refines with N steps instead; --fidelity decodes with the
@@ -17,7 +17,6 @@ images too, so the two columns compare like with like.
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +24,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from codec import Codec, load_image  # noqa: E402
-from codec.images import image_to_tensor, tensor_to_image  # noqa: E402
-from codec.options import PAD_MULTIPLE  # noqa: E402
-from eval.jpeg import jpeg_at_bpp  # noqa: E402
-from eval.metrics import bits_per_pixel, msssim, psnr  # noqa: E402
+from codec import Codec, load_image
+from codec.image_tensors import image_to_tensor, tensor_to_image
+from codec.options import PAD_MULTIPLE
+from eval.jpeg import jpeg_at_bpp
+from eval.metrics import bits_per_pixel, msssim, psnr
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Peak memory and time of `dpc decompress` against image size (a benchmark, not a test).
 
-    python scripts/memory_benchmark.py ../shared/data/kodak --sizes 1024 2048 4096 8192 \\
+    python -m scripts.memory_benchmark ../shared/data/kodak --sizes 1024 2048 4096 8192 \\
         --untiled-up-to 2048 --json rd/memory.json
 
 For each size a photo-like test image is made by tiling the dataset's photos
@@ -22,24 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from eval.bench import cpu_name  # noqa: E402
-
-
-def mosaic(photos: list[Path], size: int) -> Image.Image:
-    """SIZE x SIZE image tiled from the photos at their native scale (no upscaling blur)."""
-    canvas = Image.new("RGB", (size, size))
-    k, y = 0, 0
-    while y < size:
-        x, row_h = 0, 0
-        while x < size:
-            im = Image.open(photos[k % len(photos)]).convert("RGB")
-            k += 1
-            canvas.paste(im, (x, y))
-            x += im.width
-            row_h = max(row_h, im.height)
-        y += row_h
-    return canvas
+from eval.bench import cpu_name
+from scripts.common import mosaic
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float, int]:

@@ -4,7 +4,7 @@ Each photo is downscaled so its short side is at most --short (downscaling
 also removes most JPEG noise, as is usual for learned-compression training)
 and re-encoded as JPEG; the pack is one .npz with the bytes and offsets.
 
-    python scripts/pack_data.py ../shared/data/train .data/trainpack.npz
+    python -m scripts.pack_data ../shared/data/train .data/trainpack.npz
 """
 
 import argparse
@@ -12,21 +12,8 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-
-
-def find_images(root: Path) -> list[Path]:
-    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in EXTENSIONS)
-
-
-def load_downscaled(path: Path, short: int) -> Image.Image:
-    im = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
-    scale = short / min(im.size)
-    if scale < 1:
-        im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
-    return im
+from scripts.common import find_images, load_downscaled
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Choose the default refinement per quality level from measurements, and record it in the prior's weights.
 
-    python scripts/refinement_table.py ../shared/data/kodak --levels 1 2 3 4 5 6 --samplers ddim \\
+    python -m scripts.refinement_table ../shared/data/kodak --levels 1 2 3 4 5 6 --samplers ddim \\
         --steps 0 1 2 4 8 --guidance 1 --images 8 --out rd/adaptive.csv
-    python scripts/prior_defaults.py rd/adaptive.csv --sampler ddim --write
+    python -m scripts.prior_defaults rd/adaptive.csv --sampler ddim --write
 
 Rule ("adaptive step allocation"): per level, the fewest steps whose mean spectral
 gap is within --tolerance of the best measured one; 0 steps (plain decoder) where no
@@ -14,16 +14,13 @@ guidance in the prior weight file's config (its SHA-256 record is rewritten).
 import argparse
 import csv
 import json
-import sys
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from codec.model_files import DEFAULT_PRIOR_WEIGHTS, load_prior, save_prior  # noqa: E402
+from codec.model_files import DEFAULT_PRIOR_WEIGHTS, load_prior, save_prior
 
 
 def choose(rows: list[dict], sampler: str, guidance: float, tolerance: float, min_gain: float) -> dict[int, int]:
@@ -55,7 +52,7 @@ def choose(rows: list[dict], sampler: str, guidance: float, tolerance: float, mi
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("csv", type=Path, help="rows from scripts/refinement_table.py")
+    ap.add_argument("csv", type=Path, help="rows from `python -m scripts.refinement_table`")
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--guidance", type=float, default=1.0)
     ap.add_argument("--tolerance", type=float, default=0.05, help="relative gap tolerance against the best")

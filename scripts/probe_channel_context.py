@@ -1,6 +1,6 @@
 """Probe: how many of the anchors' bits would a channel-conditional context save (#13)?
 
-    python scripts/probe_channel_context.py ../shared/data/train --slices 4 --seconds 300 \\
+    python -m scripts.probe_channel_context ../shared/data/train --slices 4 --seconds 300 \\
         --threads 2 --log rd/channel_context_probe.csv
 
 A measurement, not a model that ships. The checkerboard context (codec/entropy/context.py)
@@ -9,8 +9,8 @@ with the hyperprior alone. Channel-conditional slices (Minnen & Singh 2020; ELIC
 code the anchors in --slices groups of channels, each group's means and scales refined from the
 anchors of the groups before it (a 5 x 5 convolution over them, and a 1 x 1 network over that
 and the group's hyperprior means and log-scales, its last layer at zero: it starts as today).
-This trains just those networks on the frozen y of the shipped weights (scripts/train_context.py's
-y cache and batches, the validation split held out) and logs the share of the anchors' bits
+This trains just those networks on the frozen y of the shipped weights (the context training's
+y cache and batches, scripts/common.py; the validation split held out) and logs the share of the anchors' bits
 (uniform-noise proxy, all groups, the first included) they save. A format with slices is worth
 building only if that share, times the anchors' share of the file, beats the bytes the extra
 sections cost.
@@ -20,9 +20,6 @@ so the groups coded first are the ones that carry the most.
 """
 
 import argparse
-import csv
-import math
-import sys
 import time
 from pathlib import Path
 
@@ -30,15 +27,20 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from train_context import Batches, build_y_cache, gaussian_bits, hyper  # noqa: E402
-from train_perceptual_decoder import validation_names  # noqa: E402
-
-from codec.entropy.compressor import SCALE_MIN  # noqa: E402
-from codec.entropy.context import anchor_mask  # noqa: E402
-from codec.model_files import DEFAULT_WEIGHTS, LEGACY_WEIGHTS, load_model  # noqa: E402
+from codec.effort import gaussian_bits
+from codec.entropy.compressor import SCALE_MIN
+from codec.entropy.context import anchor_mask
+from codec.model_files import DEFAULT_WEIGHTS, LEGACY_WEIGHTS, load_model
+from scripts.common import (
+    CsvLog,
+    YCrops,
+    build_y_cache,
+    hyper,
+    parse_training_args,
+    set_lr,
+    validation_names,
+    warmup_cosine,
+)
 
 
 class SliceContext(nn.Module):
@@ -73,12 +75,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--log", type=Path, required=True, help="CSV log")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    args = parse_training_args(ap)
 
     # the y cache holds dpc-v1's y, which dpc-v2 shares (same g_a)
     names, ys = build_y_cache(args.train_dir, args.cache, args.y_cache, LEGACY_WEIGHTS[0])
@@ -95,46 +92,40 @@ def main() -> None:
     nets = nn.ModuleList(SliceContext(k * width, width) for k in range(1, args.slices))
     print(f"{len(train)} training photos; {sum(p.numel() for p in nets.parameters())} parameters", flush=True)
     opt = torch.optim.Adam(nets.parameters(), lr=args.lr)
-    batches = Batches(train, 16, comp.cfg.levels, args.seed)
+    batches = YCrops(train, 16, comp.cfg.levels, args.seed)
 
-    args.log.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.log, "w", newline="") as log_file:
-        log = csv.writer(log_file)
-        log.writerow(["step", "seconds", "anchor_bits_saved_percent"])
-        step, t0, acc = 0, time.time(), []
-        while (spent := time.time() - t0) < args.seconds:
-            decay = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * spent / args.seconds))
-            lr = args.lr * min(1.0, (step + 1) / 200) * decay
-            for g in opt.param_groups:
-                g["lr"] = lr
-            y, levels = batches.batch(args.batch)
-            v, means, scales, gy = (t[:, order] for t in hyper(comp, y, levels))
-            mask = anchor_mask(*v.shape[2:])
-            anchors = torch.where(mask, torch.round(v - means) + means, 0.0)
-            noise = torch.rand_like(v) - 0.5
-            keep = mask.expand(v.shape[0], width, *v.shape[2:])
-            with_ctx, without = 0.0, 0.0
-            for k in range(args.slices):
-                part = slice(k * width, (k + 1) * width)
-                c_means, c_scales = means[:, part], scales[:, part]
-                if k:
-                    before = slice(0, k * width)
-                    c_means, c_scales = nets[k - 1](anchors[:, before], c_means, c_scales, gy[:, before], gy[:, part])
-                u = v[:, part] + noise[:, part]
-                with_ctx = with_ctx + gaussian_bits(u - c_means, c_scales.clamp_min(SCALE_MIN))[keep].sum()
-                without = without + gaussian_bits(u - means[:, part], scales[:, part].clamp_min(SCALE_MIN))[keep].sum()
-            opt.zero_grad(set_to_none=True)
-            (with_ctx / y.numel()).backward()
-            opt.step()
-            step += 1
-            acc.append((with_ctx.item(), float(without)))
-            if step % 200 == 0:
-                a = np.sum(acc, axis=0)
-                saved = 100 * (1 - a[0] / a[1])
-                log.writerow([step, round(spent, 1), f"{saved:.3f}"])
-                log_file.flush()
-                print(f"step {step} {spent:.0f}s: anchor bits -{saved:.2f} %", flush=True)
-                acc = []
+    log = CsvLog(args.log, ["step", "seconds", "anchor_bits_saved_percent"])
+    step, t0, acc = 0, time.time(), []
+    while (spent := time.time() - t0) < args.seconds:
+        set_lr(opt, warmup_cosine(args.lr, step, spent / args.seconds, warmup=200, floor=0.05))
+        y, levels = batches.batch(args.batch)
+        v, means, scales, gy = (t[:, order] for t in hyper(comp, y, levels))
+        mask = anchor_mask(*v.shape[2:])
+        anchors = torch.where(mask, torch.round(v - means) + means, 0.0)
+        noise = torch.rand_like(v) - 0.5
+        keep = mask.expand(v.shape[0], width, *v.shape[2:])
+        with_ctx, without = 0.0, 0.0
+        for k in range(args.slices):
+            part = slice(k * width, (k + 1) * width)
+            c_means, c_scales = means[:, part], scales[:, part]
+            if k:
+                before = slice(0, k * width)
+                c_means, c_scales = nets[k - 1](anchors[:, before], c_means, c_scales, gy[:, before], gy[:, part])
+            u = v[:, part] + noise[:, part]
+            with_ctx = with_ctx + gaussian_bits(u - c_means, c_scales.clamp_min(SCALE_MIN))[keep].sum()
+            without = without + gaussian_bits(u - means[:, part], scales[:, part].clamp_min(SCALE_MIN))[keep].sum()
+        opt.zero_grad(set_to_none=True)
+        (with_ctx / y.numel()).backward()
+        opt.step()
+        step += 1
+        acc.append((with_ctx.item(), float(without)))
+        if step % 200 == 0:
+            a = np.sum(acc, axis=0)
+            saved = 100 * (1 - a[0] / a[1])
+            log.row(step, round(spent, 1), f"{saved:.3f}")
+            print(f"step {step} {spent:.0f}s: anchor bits -{saved:.2f} %", flush=True)
+            acc = []
+    log.close()
 
 
 if __name__ == "__main__":

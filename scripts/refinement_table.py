@@ -1,6 +1,6 @@
 """Measure diffusion refinement on a dataset: rate, PSNR, MS-SSIM, spectral gap, time per setting.
 
-    python scripts/refinement_table.py ../shared/data/kodak --levels 1 2 \\
+    python -m scripts.refinement_table ../shared/data/kodak --levels 1 2 \\
         --samplers ddim dpmpp unipc --steps 0 1 2 4 8 25 --guidance 1 2 --out rd/refinement.csv
 
 Each image is compressed once per level (bpp from the file's bytes, header included);
@@ -13,9 +13,7 @@ a markdown table, with the spectral-gap change against steps 0.
 
 import argparse
 import csv
-import io
 import itertools
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,12 +23,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bitstream import SAMPLERS, RefineSettings  # noqa: E402
-from codec import Codec  # noqa: E402
-from codec.images import tensor_to_image  # noqa: E402
-from eval.metrics import bits_per_pixel, msssim, psnr, spectral_gap  # noqa: E402
+from bitstream import SAMPLERS, RefineSettings
+from codec import Codec
+from codec.image_tensors import tensor_to_image
+from eval.metrics import spectral_gap
+from scripts.common import ResultRows, scored_as_written
 
 FIELDS = [
     "image",
@@ -106,28 +103,18 @@ def main() -> None:
     codec = Codec.load(prior_weights=args.prior_weights)
     paths = sorted(args.dataset.glob("*.png"))[: args.images or None]
     grid = settings_grid(args)
-    done = set()
-    if args.out.exists():
-        with open(args.out) as f:
-            done = {tuple(row[k] for k in KEY) for row in csv.DictReader(f)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists()
-    with open(args.out, "a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        if new:
-            writer.writeheader()
+    with ResultRows(args.out, FIELDS, KEY) as results:
         bar = tqdm(total=len(paths) * len(args.levels) * len(grid), desc="decodes", unit="decode")
         for path in paths:
             original = Image.open(path).convert("RGB")
             for level in args.levels:
-                todo = [(s, tex) for s, tex in grid if key_of(path.name, level, s, tex) not in done]
+                todo = [(s, tex) for s, tex in grid if key_of(path.name, level, s, tex) not in results.done]
                 bar.update(len(grid) - len(todo))
                 if not todo:
                     continue
                 data = codec.compress(original, level)  # as users get it: default hints included
-                bpp = bits_per_pixel(len(data), original)
-                header, coarse = codec.decode_latent(data)
-                true_latent = codec.latent_pairs(original, [level])[0] if args.oracle else None
+                header, coarse = codec.stages.decode_latent(data)
+                true_latent = codec.stages.latent_pairs(original, [level])[0] if args.oracle else None
                 for s, texture in todo:
                     oracle, key = s is ORACLE, key_of(path.name, level, s, texture)
                     s = replace(s, seed=args.seed)
@@ -136,26 +123,14 @@ def main() -> None:
                     if oracle:
                         latent = true_latent
                     else:
-                        latent = codec.refine_latent(coarse, level, s, progress=count_steps(steps_run))
-                    x = codec.decode_pixels(latent, level=header.level if texture else None)
+                        latent = codec.stages.refine_latent(coarse, level, s, progress=count_steps(steps_run))
+                    x = codec.stages.decode_pixels(latent, level=header.level if texture else None)
                     x = x[..., : header.height, : header.width]
                     decoded = tensor_to_image(x)
                     seconds = time.perf_counter() - t0
-                    # PNG round trip: the metrics see exactly what `dpc decompress` writes.
-                    buf = io.BytesIO()
-                    decoded.save(buf, "PNG")
-                    decoded = Image.open(buf).convert("RGB")
-                    row = dict(zip(KEY, key, strict=True))
-                    row.update(
-                        bpp=f"{bpp:.5f}",
-                        psnr=f"{psnr(original, decoded):.4f}",
-                        msssim=f"{msssim(original, decoded):.5f}",
-                        spectral_gap=f"{spectral_gap(original, decoded):.5f}",
-                        steps_run=len(steps_run),
-                        seconds=f"{seconds:.3f}",
-                    )
-                    writer.writerow(row)
-                    f.flush()
+                    decoded, scores = scored_as_written(original, decoded, len(data))  # what `dpc decompress` writes
+                    scores.update(spectral_gap=f"{spectral_gap(original, decoded):.5f}", steps_run=len(steps_run))
+                    results.write(key, **scores, seconds=f"{seconds:.3f}")
                     bar.update(1)
         bar.close()
     print(summary(args.out, args.levels))

@@ -1,6 +1,6 @@
 """Throughput of folder runs: images/s with N Ray workers (a local cluster) against -j N local processes.
 
-    python scripts/scale_out_bench.py ../shared/data/kodak --workers 1 2 --json rd/scale_out.json
+    python -m scripts.scale_out_bench ../shared/data/kodak --workers 1 2 --json rd/scale_out.json
 
 Each configuration runs the real command (`dpc compress DIR -o OUT [--ray HEAD] -j N`, then
 `dpc decompress`) in a fresh process into a fresh folder, so the command's own start-up

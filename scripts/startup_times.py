@@ -1,6 +1,6 @@
 """How long the command line takes to answer, against what it cannot avoid (best of --repeats).
 
-    python scripts/startup_times.py ../shared/data/kodak/kodim23.png --json rd/startup.json
+    python -m scripts.startup_times ../shared/data/kodak/kodim23.png --json rd/startup.json
 
 Measures, each in a fresh process:
 - `python -c "import torch"`: the floor of anything that runs a model;

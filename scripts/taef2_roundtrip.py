@@ -1,6 +1,6 @@
 """TAEF2 round trip of a folder of images (no coding): the ceiling of any codec on its latent.
 
-    python scripts/taef2_roundtrip.py ../shared/data/kodak --json rd/taef2_roundtrip_kodak.json
+    python -m scripts.taef2_roundtrip ../shared/data/kodak --json rd/taef2_roundtrip_kodak.json
 
 Each image (edges replicated to a multiple of 8) -> TAEF2 encoder -> decoder -> clamp, 8-bit,
 cropped; PSNR, MS-SSIM, LPIPS-Alex and DISTS against the original, and the means.
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from codec.images import image_to_tensor, tensor_to_image
+from codec.image_tensors import image_to_tensor, tensor_to_image
 from codec.model_files import load_taef2
 from codec.tiling import pad_to_multiple
 from eval.metrics import msssim, psnr

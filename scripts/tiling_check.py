@@ -1,6 +1,6 @@
 """Tiled against untiled decoding of the same files: PSNR between the two decodes (seams show up as a drop).
 
-    python scripts/tiling_check.py ../shared/data/kodak --quality 1 --size 2048
+    python -m scripts.tiling_check ../shared/data/kodak --quality 1 --size 2048
 
 Every image of the dataset, and one SIZE x SIZE mosaic of them, is compressed at
 --quality (default refinement recorded) and decoded twice with the header's
@@ -9,18 +9,14 @@ two decodes per image and the minimum.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from memory_benchmark import mosaic  # noqa: E402
-
-from codec import Codec  # noqa: E402
-from codec.options import DEFAULT_TILE  # noqa: E402
-from eval.metrics import psnr  # noqa: E402
+from codec import Codec
+from codec.options import DEFAULT_TILE
+from eval.metrics import psnr
+from scripts.common import mosaic
 
 
 def main() -> None:

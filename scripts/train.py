@@ -1,11 +1,11 @@
 """Train the shipped models: the latent autoencoder, then the variable-rate compressor.
 
     # GPU window (see docs/model_card.md for the exact run that made the weights)
-    python scripts/train.py --data .data/trainpack.npz --out codec/weights/dpc-v1.safetensors \
+    python -m scripts.train --data .data/trainpack.npz --out codec/weights/dpc-v1.safetensors \
         --ae-seconds 210 --compressor-seconds 300 --device cuda
 
     # CPU, a few minutes, for a smoke run
-    python scripts/train.py --data ../shared/data/train --out /tmp/w.safetensors \
+    python -m scripts.train --data ../shared/data/train --out /tmp/w.safetensors \
         --ae-seconds 60 --compressor-seconds 60 --crop 128 --batch 8
 
 Stage 1 (autoencoder): MSE + a small KL term; the decoder sees posterior samples.
@@ -27,46 +27,38 @@ is very slow there).
 import argparse
 import contextlib
 import csv
-import io
 import json
 import math
 import platform
 import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from pytorch_msssim import ms_ssim
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from codec.entropy.compressor import CompressorConfig  # noqa: E402
-from codec.entropy.training import TrainableCompressor  # noqa: E402
-from codec.model_files import save_model  # noqa: E402
-from codec.models.autoencoder import AutoencoderConfig, LatentAutoencoder  # noqa: E402
-from scripts.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+# MS-SSIM in MSE units: at ~0.1 bpp on Kodak the shipped model has MSE 0.0026 (25.9 dB)
+# and 1 - MS-SSIM 0.12, so this factor (0.02) makes both terms of the mix about equal there.
+from codec.effort import MSSSIM_TO_MSE
+from codec.entropy.compressor import CompressorConfig
+from codec.entropy.training import TrainableCompressor
+from codec.model_files import save_model
+from codec.models.autoencoder import AutoencoderConfig, LatentAutoencoder
+from scripts.checkpoints import TimedCheckpoint, read_meta
+from scripts.common import CsvLog, command_line, find_images, likelihood_bits, load_downscaled, pack_images, set_lr
 
 # Rate-distortion trade-off per quality level (1 = lowest rate); loss = bpp + lambda * 255^2 * D.
 LAMBDAS = [0.00015 * 2**k for k in range(6)]
-# MS-SSIM in MSE units: at ~0.1 bpp on Kodak the shipped model has MSE 0.0026 (25.9 dB)
-# and 1 - MS-SSIM 0.12, so this factor makes both terms of the mix about equal there.
-MSSSIM_TO_MSE = 0.02
 
 
 def load_images(source: Path, min_side: int) -> list[np.ndarray]:
-    """A data pack (.npz from pack_data.py) or a folder of photos -> list of HxWx3 uint8."""
+    """A data pack (.npz from `python -m scripts.pack_data`) or a folder of photos -> list of HxWx3 uint8."""
     if source.suffix == ".npz":
-        pack = np.load(source)
-        blob, offsets = pack["blob"].tobytes(), pack["offsets"]
-        raw = [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-        images = [np.asarray(Image.open(io.BytesIO(r)).convert("RGB")) for r in raw]
+        images = [np.asarray(im) for im in pack_images(source)]
     else:
-        from pack_data import find_images, load_downscaled
-
         images = [np.asarray(load_downscaled(p, 256)) for p in find_images(source)]
     return [im for im in images if min(im.shape[:2]) >= min_side]
 
@@ -103,12 +95,12 @@ def psnr(mse: float) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
-class Checkpointer:
-    """Saves the run every `every` seconds and on demand; restores it on --resume."""
+class Checkpointer(TimedCheckpoint):
+    """Saves the run every `every` seconds and on demand (with the crop sampler's RNG state);
+    restores it on --resume; ends the process after --stop-after-steps."""
 
     def __init__(self, path: Path, every: float, sampler, stop_after_steps: int = 0):
-        self.path, self.every, self.sampler = path, every, sampler
-        self.last = time.time()
+        super().__init__(path, every, sampler.rng)
         self.stop_after, self.steps = stop_after_steps, 0  # steps taken by this process
 
     def step(self) -> bool:
@@ -121,9 +113,17 @@ class Checkpointer:
         raise SystemExit(f"stopped after {self.steps} steps; continue with --resume ({self.path})")
 
     def maybe_save(self, parts: dict, meta: dict, force: bool = False) -> None:
-        if force or time.time() - self.last >= self.every:
-            save_checkpoint(self.path, parts, meta, self.sampler.rng)
-            self.last = time.time()
+        if force or self.due():
+            self.save(parts, meta)
+
+    def after_step(self, step: int, parts: dict, meta: dict) -> None:
+        """After a stage's optimizer step `step`: count it (step()); every 10th step, and at
+        --stop-after-steps, save `meta` when due (maybe_save), then stop there (stop())."""
+        stop = self.step()
+        if step % 10 == 0 or stop:
+            self.maybe_save(parts, meta)
+            if stop:
+                self.stop(parts, meta)
 
 
 def autocast(args):
@@ -136,13 +136,12 @@ def train_autoencoder(ae, sampler, args, log, ckpt, resume: dict | None = None) 
     opt = torch.optim.Adam(ae.parameters(), lr=args.lr)
     step, ema, elapsed0 = 0, None, 0.0
     if resume:
-        meta = load_checkpoint(ckpt.path, {"ae": ae, "opt": opt}, sampler.rng, args.device)
+        meta = ckpt.load({"ae": ae, "opt": opt}, args.device)
         step, ema, elapsed0 = meta["step"], meta["ema"], meta["elapsed"]
         log("autoencoder", step, elapsed0, resumed=1)
     start = time.time() - elapsed0
     while (elapsed := time.time() - start) < args.ae_seconds:
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(args.lr, elapsed / args.ae_seconds)
+        set_lr(opt, cosine_lr(args.lr, elapsed / args.ae_seconds))
         x = sampler.batch(args.batch)
         with autocast(args):
             x_hat, kl = ae(x)
@@ -156,12 +155,8 @@ def train_autoencoder(ae, sampler, args, log, ckpt, resume: dict | None = None) 
             ema = mse.item() if ema is None else 0.9 * ema + 0.1 * mse.item()
         if step % 100 == 0:
             log("autoencoder", step, elapsed, loss=loss.item(), mse=mse.item(), psnr=psnr(ema), kl=kl.mean().item())
-        stop = ckpt.step()
-        if step % 10 == 0 or stop:
-            meta = {"stage": "autoencoder", "step": step, "elapsed": time.time() - start, "ema": ema}
-            ckpt.maybe_save({"ae": ae, "opt": opt}, meta)
-            if stop:
-                ckpt.stop({"ae": ae, "opt": opt}, meta)
+        meta = {"stage": "autoencoder", "step": step, "elapsed": time.time() - start, "ema": ema}
+        ckpt.after_step(step, {"ae": ae, "opt": opt}, meta)
     if ema is None:  # a budget too short for 10 steps
         ema = F.mse_loss(x_hat.float(), x).item()
     return {"steps": step, "seconds": round(time.time() - start, 1), "final_psnr_train_db": round(psnr(ema), 2)}
@@ -177,14 +172,13 @@ def train_compressor(ae, comp, sampler, args, log, ckpt, autoencoder_info: dict,
     parts = {"ae": ae, "comp": comp, "opt": opt, "aux_opt": aux_opt}
     step, stats, elapsed0 = 0, {}, 0.0
     if resume and resume.get("step"):
-        meta = load_checkpoint(ckpt.path, parts, sampler.rng, args.device)
+        meta = ckpt.load(parts, args.device)
         step, elapsed0 = meta["step"], meta["elapsed"]
         stats = {int(k): tuple(v) for k, v in meta["stats"].items()}
         log("compressor", step, elapsed0, resumed=1)
     start = time.time() - elapsed0
     while (elapsed := time.time() - start) < args.compressor_seconds:
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(args.lr, elapsed / args.compressor_seconds)
+        set_lr(opt, cosine_lr(args.lr, elapsed / args.compressor_seconds))
         x = sampler.batch(args.batch)
         levels = torch.randint(0, len(LAMBDAS), (x.shape[0],), device=x.device)
         with torch.no_grad(), autocast(args):
@@ -194,7 +188,7 @@ def train_compressor(ae, comp, sampler, args, log, ckpt, autoencoder_info: dict,
             x_hat = ae.decode(latent_hat)
         x_hat, y_lik, z_lik = x_hat.float(), y_lik.float(), z_lik.float()  # the rate in fp32 always
         pixels = x.shape[2] * x.shape[3]
-        bits = -(y_lik.clamp_min(1e-9).log2().sum((1, 2, 3)) + z_lik.clamp_min(1e-9).log2().sum((1, 2, 3)))
+        bits = likelihood_bits(y_lik) + likelihood_bits(z_lik)
         bpp = bits / pixels
         mse = (x_hat - x).pow(2).mean((1, 2, 3))
         distortion = mse
@@ -220,13 +214,8 @@ def train_compressor(ae, comp, sampler, args, log, ckpt, autoencoder_info: dict,
         if step % 100 == 0:
             per_level = {f"q{lv + 1}": f"{b:.3f}bpp/{psnr(m):.1f}dB" for lv, (b, m) in sorted(stats.items())}
             log("compressor", step, elapsed, loss=loss.item(), aux=aux_loss.item(), **per_level)
-        stop = ckpt.step()
-        if step % 10 == 0 or stop:
-            meta = {"stage": "compressor", "step": step, "elapsed": time.time() - start, "stats": stats}
-            meta["autoencoder_info"] = autoencoder_info
-            ckpt.maybe_save(parts, meta)
-            if stop:
-                ckpt.stop(parts, meta)
+        meta = {"stage": "compressor", "step": step, "elapsed": time.time() - start, "stats": stats}
+        ckpt.after_step(step, parts, meta | {"autoencoder_info": autoencoder_info})
     return {
         "steps": step,
         "seconds": round(time.time() - start, 1),
@@ -314,21 +303,11 @@ def main() -> None:
     ckpt_path = args.out.with_suffix(".ckpt.safetensors")
     if args.resume and not ckpt_path.exists():
         ap.error(f"--resume: no checkpoint {ckpt_path}")
-    resume = None
-    if args.resume:
-        from safetensors import safe_open
-
-        with safe_open(str(ckpt_path), "pt") as f:
-            resume = json.loads(f.metadata()["meta"])
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_file = open(log_path, "a" if resume else "w", newline="")
-    writer = csv.writer(log_file)
-    if not resume:
-        writer.writerow(["stage", "step", "seconds", "metrics"])
+    resume = read_meta(ckpt_path) if args.resume else None
+    log_file = CsvLog(log_path, ["stage", "step", "seconds", "metrics"], append=bool(resume))
 
     def log(stage, step, elapsed, **metrics):
-        writer.writerow([stage, step, round(elapsed, 1), json.dumps(metrics)])
-        log_file.flush()
+        log_file.row(stage, step, round(elapsed, 1), json.dumps(metrics))
         print(
             stage,
             step,
@@ -352,13 +331,13 @@ def main() -> None:
         "lambdas": LAMBDAS,
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu",
         "torch": torch.__version__,
-        "command": " ".join(sys.argv),
+        "command": command_line(),
         "seed": args.seed,
         "msssim_weight": args.msssim_weight,
         "amp": args.amp,
     }
     if resume and resume["stage"] == "compressor":
-        load_checkpoint(ckpt_path, {"ae": ae}, sampler.rng, args.device)  # the finished stage 1
+        ckpt.load({"ae": ae}, args.device)  # the finished stage 1
         info["autoencoder"] = resume["autoencoder_info"]
     elif args.init_autoencoder:
         ae.load_state_dict(load_file(str(args.init_autoencoder), device=str(args.device)))
@@ -371,7 +350,7 @@ def main() -> None:
         save_file(state, str(args.out.with_name(args.out.stem + ".autoencoder.safetensors")))
     if resume is None:  # stage boundary: a resume from here starts the compressor afresh
         meta = {"stage": "compressor", "step": 0, "elapsed": 0.0, "stats": {}, "autoencoder_info": info["autoencoder"]}
-        save_checkpoint(ckpt_path, {"ae": ae}, meta, sampler.rng)
+        ckpt.save({"ae": ae}, meta)
     info["compressor"] = train_compressor(ae, comp, sampler, args, log, ckpt, info["autoencoder"], resume)
     log_file.close()
     plot_log(log_path, args.out.with_suffix(".log.png"))

@@ -9,7 +9,7 @@ of 288 px, so the trade-off the encoder learns there moves it along the curve on
 photos rather than below it; and the uniform-noise rate proxy differs from the rounded
 symbols' bits that the files pay.
 
-    python scripts/train_encoder.py ../shared/data/train --seconds 1500 --threads 2 --lr 1e-4 \\
+    python -m scripts.train_encoder ../shared/data/train --seconds 1500 --threads 2 --lr 1e-4 \\
         --out .data/dpc-enc.safetensors --log rd/encoder_train.csv
 
 Why: dpc-v1's compressor was trained (scripts/train.py, stage 2) with CompressAI's mixed
@@ -23,7 +23,7 @@ Only the encoder side learns: the autoencoder, g_s, h_s, the context, the gains 
 entropy models are frozen, so every file the new weights write decodes with the decoder
 side of --base, byte for byte the same networks.
 
-1. Data: scripts/train_perceptual_decoder.py's cache (photos at a short side of 288 px);
+1. Data: the perceptual decoder's cache (scripts/common.py, build_cache: photos at a short side of 288 px);
    the validation split (BSDS500 `val`) is kept out. Random --crop px crops at multiples of
    16 px, horizontal flips, each crop at a random level (half the time a trained level, half
    the time uniform on the continuous scale, as the context was trained).
@@ -38,7 +38,6 @@ side of --base, byte for byte the same networks.
 """
 
 import argparse
-import csv
 import math
 import sys
 import time
@@ -46,43 +45,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from safetensors.torch import load_file  # noqa: E402
-from train_context import gaussian_bits, random_level  # noqa: E402
-from train_perceptual_decoder import QUALITIES, build_cache, validation_names  # noqa: E402
-
-from codec.effort import level_lambda  # noqa: E402
-from codec.entropy.compressor import SCALE_MIN, medians  # noqa: E402
-from codec.entropy.context import anchor_mask  # noqa: E402
-from codec.entropy.training import TrainableCompressor, ste_round  # noqa: E402
-from codec.model_files import DEFAULT_WEIGHTS, load_model, save_model_variant  # noqa: E402
+from codec.effort import gaussian_bits, level_lambda
+from codec.entropy.compressor import SCALE_MIN, medians
+from codec.entropy.context import anchor_mask
+from codec.entropy.training import TrainableCompressor, ste_round
+from codec.model_files import DEFAULT_WEIGHTS, load_model, save_model_variant
+from scripts.common import (
+    CsvLog,
+    PhotoCrops,
+    cached_photos,
+    likelihood_bits,
+    load_compressor_state,
+    parse_training_args,
+    set_lr,
+    training_record,
+    warmup_cosine,
+)
 
 TRAINED = ("g_a.", "h_a.")  # the compressor's encoder side: what this script changes
-
-
-class Crops:
-    """Random photo crops (B,3,s,s) in [0,1] at multiples of 16 px, flipped half the time, with levels."""
-
-    def __init__(self, photos: list[np.ndarray], size: int, levels: int, seed: int):
-        self.photos = [p for p in photos if min(p.shape[:2]) >= size]
-        self.size, self.levels = size, levels
-        self.rng = np.random.default_rng(seed)
-
-    def level(self) -> float:
-        return random_level(self.rng, self.levels)
-
-    def batch(self, n: int) -> tuple[torch.Tensor, list[float]]:
-        out, s = [], self.size
-        for _ in range(n):
-            p = self.photos[self.rng.integers(len(self.photos))]
-            top = 16 * int(self.rng.integers((p.shape[0] - s) // 16 + 1))
-            left = 16 * int(self.rng.integers((p.shape[1] - s) // 16 + 1))
-            t = torch.from_numpy(p[top : top + s, left : left + s].astype(np.float32) / 255).permute(2, 0, 1)
-            out.append(t.flip(-1) if self.rng.random() < 0.5 else t)
-        return torch.stack(out), [self.level() for _ in range(n)]
+# the weight file's record of this training (training_record)
+WHAT = "g_a and h_a fine-tuned for the coder's rounding and the context's rate (scripts/train_encoder.py)"
+LOSS = "bits (context, uniform-noise proxy) / pixel + lambda x 255^2 x MSE, straight-through rounding"
 
 
 def rd_cost(comp: TrainableCompressor, decoder, latent, x, levels, log_lambdas) -> tuple[torch.Tensor, dict]:
@@ -104,7 +89,7 @@ def rd_cost(comp: TrainableCompressor, decoder, latent, x, levels, log_lambdas) 
     v_hat = ste_round(v - means) + means
     noise = torch.rand_like(v) - 0.5
     y_bits = gaussian_bits(v - means + noise, scales.clamp_min(SCALE_MIN)).sum((1, 2, 3))
-    z_bits = -z_lik.clamp_min(1e-9).log2().sum((1, 2, 3))
+    z_bits = likelihood_bits(z_lik)
     x_hat = decoder(comp.g_s(v_hat / gy))
     mse = (x_hat - x).pow(2).mean((1, 2, 3))
     bpp = (y_bits + z_bits) / (x.shape[2] * x.shape[3])
@@ -123,12 +108,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=192, help="image px (a multiple of 64)")
     ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    args = parse_training_args(ap)
 
     base = load_model(args.base)
     if not base.compressor.cfg.has_context:
@@ -136,10 +116,8 @@ def main() -> None:
     comp = TrainableCompressor(base.compressor.cfg)
     tensors = load_file(str(args.base))  # the training-only density model of z is in the file too
     state = {k[len("compressor.") :]: v.float() for k, v in tensors.items() if k.startswith("compressor.")}
-    tables = ("_quantized_cdf", "_offset", "_cdf_length")
-    state = {k: v for k, v in state.items() if not k.endswith(tables)}
-    missing = comp.load_state_dict(state, strict=False).missing_keys
-    assert all(k.endswith(tables) for k in missing), missing
+    missing = load_compressor_state(comp, state)  # all but the CDF tables
+    assert not missing, missing
     comp.eval().requires_grad_(False)
     trained = [p for n, p in comp.named_parameters() if n.startswith(TRAINED)]
     for p in trained:
@@ -147,23 +125,14 @@ def main() -> None:
     ae = base.autoencoder.eval().requires_grad_(False)
     log_lambdas = [math.log(v) for v in base.info["lambdas"]]
 
-    data = build_cache(args.train_dir, args.cache, QUALITIES)
-    val = validation_names(args.train_dir)
-    photos = [p for n, p in zip(data["names"], data["photos"], strict=True) if n not in val]
-    crops = Crops(photos, args.crop, comp.cfg.levels, args.seed)
-    print(f"{len(crops.photos)} training photos; {sum(p.numel() for p in trained)} trained parameters", flush=True)
+    crops = PhotoCrops(cached_photos(args.train_dir, args.cache), args.crop, comp.cfg.levels, args.seed)
+    print(f"{len(crops.arrays)} training photos; {sum(p.numel() for p in trained)} trained parameters", flush=True)
     opt = torch.optim.Adam(trained, lr=args.lr)
 
-    args.log.parent.mkdir(parents=True, exist_ok=True)
-    log_file = open(args.log, "w", newline="")
-    log = csv.writer(log_file)
-    log.writerow(["step", "seconds", "lr", "cost", "cost_start", "bpp", "psnr"])
+    log = CsvLog(args.log, ["step", "seconds", "lr", "cost", "cost_start", "bpp", "psnr"])
     step, t0, acc, start_cost = 0, time.time(), [], None
     while (spent := time.time() - t0) < args.seconds:
-        frac = spent / args.seconds
-        lr = args.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, warmup_cosine(args.lr, step, spent / args.seconds, warmup=50))
         x, levels = crops.batch(args.batch)
         with torch.no_grad():
             latent = ae.encode(x)
@@ -177,27 +146,16 @@ def main() -> None:
         if step % 25 == 0:
             c, b, m = np.mean(acc, axis=0)
             start_cost = c if start_cost is None else start_cost
-            log.writerow([step, round(spent, 1), f"{lr:.2e}", f"{c:.5f}", f"{start_cost:.5f}", f"{b:.4f}",
-                          f"{10 * math.log10(1 / m):.2f}"])  # fmt: skip
-            log_file.flush()
+            log.row(step, round(spent, 1), f"{lr:.2e}", f"{c:.5f}", f"{start_cost:.5f}", f"{b:.4f}",
+                    f"{10 * math.log10(1 / m):.2f}")  # fmt: skip
             print(f"step {step} {spent:.0f}s lr {lr:.1e}: J {c:.4f} (first 25: {start_cost:.4f})", flush=True)
             acc = []
-    log_file.close()
+    log.close()
 
-    info = dict(base.info)
-    info["encoder"] = {
-        "what": "g_a and h_a fine-tuned for the coder's rounding and the context's rate (scripts/train_encoder.py)",
-        "steps": step,
-        "seconds": round(time.time() - t0),
-        "batch": args.batch,
-        "crop_px": args.crop,
-        "lr": args.lr,
-        "loss": "bits (context, uniform-noise proxy) / pixel + lambda x 255^2 x MSE, straight-through rounding",
-        "device": "cpu",
-        "threads": torch.get_num_threads(),
-        "train_photos": len(crops.photos),
-        "command": " ".join(sys.argv),
-    }
+    record = training_record(
+        WHAT, step, time.time() - t0, args.batch, len(crops.arrays), crop_px=args.crop, lr=args.lr, loss=LOSS
+    )
+    info = dict(base.info, encoder=record)
     replaced = {f"compressor.{n}": p.detach() for n, p in comp.named_parameters() if n.startswith(TRAINED)}
     digest = save_model_variant(args.out, args.base, replaced, info)
     print(f"{step} steps -> {args.out} (sha256 {digest[:16]}, model id {digest[:4]})", flush=True)

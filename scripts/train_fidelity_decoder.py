@@ -7,7 +7,7 @@ scripts/fidelity_validation.py): +6.4 % PSNR BD-rate against the shipped decoder
 high levels lose is not known yet (the training photos are downscaled to a short side of
 288 px; the crops are 128 px), so the shipped fidelity decoder is still dpc-v1's.
 
-    python scripts/train_fidelity_decoder.py ../shared/data/train --seconds 2400 --threads 2 \
+    python -m scripts.train_fidelity_decoder ../shared/data/train --seconds 2400 --threads 2 \
         --balance-levels --msssim-weight 0 --crop 16 --batch 12 --lr 1e-4 \
         --checkpoint .data/fdec2.ckpt --out .data/dpc-fdec2.safetensors --log rd/fidelity_decoder_train.csv
     # cut short: the same command plus --resume
@@ -20,7 +20,7 @@ touching what the file holds: g_a, g_s, the entropy models and every symbol stay
 so the perceptual decoder and the diffusion prior (conditioned on the coarse latent) are
 unaffected.
 
-1. Data: scripts/train_perceptual_decoder.py's cache (--cache): every training photo at a
+1. Data: the perceptual decoder's cache (--cache; scripts/common.py, build_cache): every training photo at a
    short side of 288 px with its coarse latents at 12 qualities plus one random one. The
    validation split (BSDS500 `val`) is kept out (scripts/decoder_validation.py measures it).
 2. Batches: random crops of --crop latent px (x8 image px), one random level per crop,
@@ -37,9 +37,6 @@ unaffected.
 """
 
 import argparse
-import csv
-import math
-import sys
 import time
 from pathlib import Path
 
@@ -47,16 +44,22 @@ import numpy as np
 import torch
 from pytorch_msssim import ms_ssim
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from codec.effort import MSSSIM_TO_MSE  # scripts/train.py's mix
+from codec.model_files import DEFAULT_WEIGHTS, load_model, save_model_variant
+from codec.models.autoencoder import Decoder
+from scripts.checkpoints import TimedCheckpoint
+from scripts.common import (
+    QUALITIES,
+    CsvLog,
+    ema_update,
+    parse_training_args,
+    resume_crops,
+    set_lr,
+    training_crops,
+    training_record,
+    warmup_cosine,
+)
 
-from checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
-from train_perceptual_decoder import QUALITIES, Crops, build_cache, validation_names  # noqa: E402
-
-from codec.model_files import DEFAULT_WEIGHTS, load_model, save_model_variant  # noqa: E402
-from codec.models.autoencoder import Decoder  # noqa: E402
-
-MSSSIM_TO_MSE = 0.02  # scripts/train.py's mix
 # --balance-levels: log(MSE + floor) caps a flat crop's weight at 1 / floor (PSNR 40 dB); the
 # scale gives the loss about the plain MSE's gradient at a typical MSE (0.005, 23 dB), so the
 # learning rate means the same with either loss
@@ -88,26 +91,17 @@ def main() -> None:
     )
     ap.add_argument("--balance-levels", action="store_true", help="mean log(MSE) over crops (mean PSNR)")
     ap.add_argument("--ema", type=float, default=0.999)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
+    args = parse_training_args(ap)
     if not 0 <= args.msssim_weight <= 1:
         ap.error("--msssim-weight must be in [0, 1]")
     if args.msssim_weight and 8 * args.crop <= 160:
         ap.error("--msssim-weight needs --crop above 20 (MS-SSIM downsamples 4 times)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
 
-    data = build_cache(args.train_dir, args.cache, QUALITIES, args.seed)
-    val = validation_names(args.train_dir)
-    train_idx = [i for i, n in enumerate(data["names"]) if n not in val]
-    low, high = args.qualities
+    crops = training_crops(args.train_dir, args.cache, QUALITIES, args.crop, args.seed)
+    data, (low, high) = crops.data, args.qualities
     for i, q in enumerate(data["qualities"]):  # the fidelity decoder is not told the level: choose which it serves
         keep = (q >= low) & (q <= high)
         data["qualities"][i], data["coarse"][i] = q[keep], data["coarse"][i][keep]
-    crops = Crops(data, train_idx, args.crop, args.seed)
-    print(f"{len(crops.keep)} training photos ({len(data['names']) - len(train_idx)} validation photos held out)")
 
     base = load_model(args.base)
     decoder = base.autoencoder.decoder
@@ -117,47 +111,32 @@ def main() -> None:
     ema.eval().requires_grad_(False)
     opt = torch.optim.AdamW(decoder.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
     parts = {"decoder": decoder, "ema": ema, "opt": opt}
-    step, spent = 0, 0.0
-    if args.resume:
-        meta = load_checkpoint(args.checkpoint, parts)
-        step, spent = meta["step"], meta["seconds"]
-        crops.rng = np.random.default_rng([args.seed, step])
-        print(f"resumed at step {step} ({spent:.0f} s of {args.seconds:.0f})")
+    ckpt = TimedCheckpoint(args.checkpoint, args.checkpoint_every)
+    step, spent = resume_crops(ckpt, parts, crops, args.seed, args.seconds) if args.resume else (0, 0.0)
 
-    args.log.parent.mkdir(parents=True, exist_ok=True)
-    new_log = not (args.resume and args.log.exists())
-    log_file = open(args.log, "w" if new_log else "a", newline="")
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["step", "seconds", "lr", "mse", "msssim"])
+    log = CsvLog(args.log, ["step", "seconds", "lr", "mse", "msssim"], append=args.resume)
 
     def save() -> str:
+        fit = "0.005 x mean log(MSE + 1e-4)" if args.balance_levels else "MSE"
         info = dict(base.info)
-        info["fidelity_decoder"] = {
-            "what": "autoencoder.decoder fine-tuned on coarse latents (scripts/train_fidelity_decoder.py)",
-            "steps": step,
-            "seconds": round(spent),
-            "batch": args.batch,
-            "crop_px": 8 * args.crop,
-            "loss": f"(1 - {args.msssim_weight}) {'0.005 x mean log(MSE + 1e-4)' if args.balance_levels else 'MSE'}"
-            f" + {args.msssim_weight} x 0.02 x (1 - MS-SSIM)",
-            "lr": args.lr,
-            "qualities": args.qualities,
-            "ema": args.ema,
-            "device": "cpu",
-            "threads": torch.get_num_threads(),
-            "train_photos": len(crops.keep),
-            "command": " ".join(sys.argv),
-        }
+        info["fidelity_decoder"] = training_record(
+            "autoencoder.decoder fine-tuned on coarse latents (scripts/train_fidelity_decoder.py)",
+            step,
+            spent,
+            args.batch,
+            len(crops.keep),
+            crop_px=8 * args.crop,
+            loss=f"(1 - {args.msssim_weight}) {fit} + {args.msssim_weight} x 0.02 x (1 - MS-SSIM)",
+            lr=args.lr,
+            qualities=args.qualities,
+            ema=args.ema,
+        )
         tensors = {f"autoencoder.decoder.{k}": v for k, v in ema.state_dict().items()}
         return save_model_variant(args.out, args.base, tensors, info)
 
-    t_start, last_ckpt, acc = time.time() - spent, time.time(), []
+    t_start, acc = time.time() - spent, []
     while spent < args.seconds:
-        frac = spent / args.seconds
-        lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, warmup_cosine(args.lr, step, spent / args.seconds, warmup=100))
         x, z, _ = crops.batch(args.batch)
         y = decoder(z)
         per_crop = (y - x).pow(2).mean(dim=(1, 2, 3))
@@ -171,26 +150,21 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            decay = min(args.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), decoder.parameters(), strict=True):
-                pe.lerp_(p, 1 - decay)
+        ema_update(ema, decoder, step, args.ema)
         step += 1
         spent = time.time() - t_start
         acc.append((mse.item(), sim.item()))
         if step % 25 == 0:
             m = np.mean(acc, axis=0)
-            log.writerow([step, round(spent, 1), f"{lr:.2e}", f"{m[0]:.6f}", f"{m[1]:.5f}"])
-            log_file.flush()
+            log.row(step, round(spent, 1), f"{lr:.2e}", f"{m[0]:.6f}", f"{m[1]:.5f}")
             print(f"step {step} {spent:.0f}s mse {m[0]:.6f} (PSNR {-10 * np.log10(m[0]):.2f}) ms-ssim {m[1]:.4f}")
             acc = []
-        if time.time() - last_ckpt > args.checkpoint_every:
-            save_checkpoint(args.checkpoint, parts, {"step": step, "seconds": spent})
+        if ckpt.due():
+            ckpt.save(parts, {"step": step, "seconds": spent})
             save()
-            last_ckpt = time.time()
-    save_checkpoint(args.checkpoint, parts, {"step": step, "seconds": spent})
+    ckpt.save(parts, {"step": step, "seconds": spent})
     digest = save()
-    log_file.close()
+    log.close()
     print(f"{step} steps, {spent:.0f} s -> {args.out} (sha256 {digest[:16]}, model id {digest[:4]})", flush=True)
 
 

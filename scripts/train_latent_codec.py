@@ -1,9 +1,9 @@
 """Train the variable-rate compressor of TAEF2's latent (dpc-v3) on cached latents.
 
-    python scripts/cache_taef2_latents.py ../shared/data/train .data/taef2_cache.npz
-    python scripts/train_latent_codec.py --stage latent --seconds 900 \\
+    python -m scripts.cache_taef2_latents ../shared/data/train .data/taef2_cache.npz
+    python -m scripts.train_latent_codec --stage latent --seconds 900 \\
         --checkpoint .data/lc.ckpt --log rd/latent_codec_train_s1.csv
-    python scripts/train_latent_codec.py --stage pixel --seconds 3600 --init .data/lc.ckpt \\
+    python -m scripts.train_latent_codec --stage pixel --seconds 3600 --init .data/lc.ckpt \\
         --checkpoint .data/lc2.ckpt --log rd/latent_codec_train_s2.csv
     (--resume continues a stage from its --checkpoint)
 
@@ -13,6 +13,7 @@ Loss per crop, at a random level l (one lambda per level, --lambdas):
     stage latent: D = MSE(latent_hat, latent)                          (per latent element)
     stage pixel:  D = w_lat * MSE(latent_hat, latent) + w_mse * MSE(x_hat, x) / 0.01
                       + w_lpips * LPIPS(x_hat, x) + w_dists * DISTS(x_hat, x)
+                      + w_gan * hinge_G(D(x_hat))                           (--gan, after --gan-start)
                   x_hat = TAEF2 decoder(latent_hat) on a random --window of the crop (frozen)
 
 bpp comes from the entropy models' likelihoods (y with additive noise, z with CompressAI's
@@ -22,9 +23,6 @@ stage teaches g_s (and the rest) to make latents the decoder draws well.
 """
 
 import argparse
-import csv
-import math
-import sys
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from codec.entropy.training import TrainableCompressor
 from codec.model_files import load_taef2, save_latent_codec
 from eval.perceptual import DISTSMetric, LPIPSMetric
 from scripts.checkpoints import load_checkpoint, save_checkpoint
+from scripts.common import CsvLog, command_line, likelihood_bits, load_compressor_state, warmup_cosine
 
 # Default trade-offs per level (lowest rate first), in the latent stage's units: latent MSE
 # per element. Chosen so the levels span about 0.005-0.3 bpp on Kodak.
@@ -61,10 +60,25 @@ class Batches:
         return lat, img
 
 
-def bits_per_pixel(y_lik: torch.Tensor, z_lik: torch.Tensor, pixels: int) -> torch.Tensor:
-    """(B,) bpp from the likelihoods of y and z."""
-    bits = -(y_lik.clamp_min(1e-9).log2().sum((1, 2, 3)) + z_lik.clamp_min(1e-9).log2().sum((1, 2, 3)))
-    return bits / pixels
+class PatchDiscriminator(torch.nn.Module):
+    """A small patch discriminator for the pixel stage's GAN term: (B,3,H,W) in [0,1] -> (B,1,H/8,W/8)
+    logits, each seeing about 46 px. Spectral norm keeps it Lipschitz, so the hinge loss stays tame
+    at the learning rates a CPU run can afford."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        sn = torch.nn.utils.parametrizations.spectral_norm
+        act = lambda: torch.nn.LeakyReLU(0.2)  # noqa: E731
+        self.net = torch.nn.Sequential(
+            sn(torch.nn.Conv2d(3, width, 4, 2, 1)), act(),
+            sn(torch.nn.Conv2d(width, 2 * width, 4, 2, 1)), act(),
+            sn(torch.nn.Conv2d(2 * width, 4 * width, 4, 2, 1)), act(),
+            sn(torch.nn.Conv2d(4 * width, 4 * width, 3, 1, 1)), act(),
+            sn(torch.nn.Conv2d(4 * width, 1, 3, 1, 1)),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2 - 1)
 
 
 def init_from_weights(path: Path, comp: TrainableCompressor, decoder) -> None:
@@ -73,11 +87,10 @@ def init_from_weights(path: Path, comp: TrainableCompressor, decoder) -> None:
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
-    tables = ("_quantized_cdf", "_offset", "_cdf_length")  # recomputed from the weights at --export
     state = {k[len("compressor.") :]: v.float() for k, v in tensors.items() if k.startswith("compressor.")}
-    state = {k: v for k, v in state.items() if not k.endswith(tables)}
-    missing, unexpected = comp.load_state_dict(state, strict=False)
-    if unexpected or any(not k.endswith(tables) for k in missing):
+    unexpected = sorted(set(state) - set(comp.state_dict()))
+    missing = load_compressor_state(comp, state)  # the CDF tables are recomputed from the weights at --export
+    if unexpected or missing:
         raise SystemExit(f"{path} does not fit this compressor: missing {missing}, unexpected {unexpected}")
     own = {k[len("decoder.") :]: v.float() for k, v in tensors.items() if k.startswith("decoder.")}
     if own and decoder is not None:
@@ -117,6 +130,8 @@ def main() -> None:
     ap.add_argument("--mse", type=float, default=0.5, help="weight of pixel MSE / 0.01")
     ap.add_argument("--lpips", type=float, default=1.0)
     ap.add_argument("--dists", type=float, default=0.0)
+    ap.add_argument("--gan", type=float, default=0.0, help="pixel stage: weight of the hinge GAN term")
+    ap.add_argument("--gan-start", type=int, default=200, help="step from which the GAN term reaches the loss")
     ap.add_argument("--metric-weights", type=Path, default=Path("../shared/data/weights"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -152,6 +167,10 @@ def main() -> None:
         lpips = LPIPSMetric.load(args.metric_weights).model.eval().requires_grad_(False)
         if args.dists:
             dists = DISTSMetric.load(args.metric_weights).model.eval().requires_grad_(False)
+        if args.gan:  # the discriminator trains from the start; its term joins the loss at --gan-start
+            disc = PatchDiscriminator()
+            disc_opt = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.5, 0.9))
+            parts |= {"disc": disc, "disc_opt": disc_opt}
         if args.decoder_lr > 0:  # the decoder learns to draw the coarse latents too (from TAEF2's weights)
             dec_opt = torch.optim.Adam(decoder.parameters(), lr=args.decoder_lr)
             parts |= {"decoder": decoder, "dec_opt": dec_opt}
@@ -177,26 +196,22 @@ def main() -> None:
         return
     lambdas = torch.tensor(args.lambdas)
 
-    args.log.parent.mkdir(parents=True, exist_ok=True)
-    new_log = not (args.resume and args.log.exists())
-    log_file = open(args.log, "w" if new_log else "a", newline="")
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["step", "seconds", "level", "bpp", "latent_mse", "pixel_mse", "lpips", "dists"])
+    header = ["step", "seconds", "level", "bpp", "latent_mse", "pixel_mse", "lpips", "dists", "gan_g"]
+    log = CsvLog(args.log, header, append=args.resume)
     print(f"{len(data)} cached crops; compressor {sum(p.numel() for p in main_params) / 1e6:.2f} M parameters")
 
     t_start, last_ckpt, stats = time.time() - spent, time.time(), []
     while spent < args.seconds:
         frac = spent / args.seconds
-        lr = args.lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = warmup_cosine(args.lr, step, frac, warmup=50)
         for g in opt.param_groups:
             g["lr"] = lr * g.get("scale", 1.0)
         latent, image = data.batch(args.batch)
         levels = torch.from_numpy(data.rng.integers(0, len(args.lambdas), args.batch))
         latent_hat, y_lik, z_lik = comp(latent, levels)
-        bpp = bits_per_pixel(y_lik, z_lik, image.shape[-2] * image.shape[-1])
+        bpp = (likelihood_bits(y_lik) + likelihood_bits(z_lik)) / (image.shape[-2] * image.shape[-1])
         lat_mse = (latent_hat - latent).pow(2).mean((1, 2, 3))
-        pix_mse = perceptual = dist = torch.zeros(args.batch)
+        pix_mse = perceptual = dist = adv = torch.zeros(args.batch)
         if args.stage == "latent":
             distortion = lat_mse
         else:
@@ -213,6 +228,11 @@ def main() -> None:
             if dists is not None:
                 dist = dists(x, x_hat, require_grad=True, batch_average=False).flatten()
                 distortion = distortion + args.dists * dist
+            if args.gan:
+                disc.requires_grad_(False)
+                adv = -disc(x_hat).mean((1, 2, 3))
+                if step >= args.gan_start:
+                    distortion = distortion + args.gan * adv
         loss = (bpp + lambdas[levels] * distortion).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -224,20 +244,28 @@ def main() -> None:
             torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
             dec_opt.step()
             dec_opt.zero_grad(set_to_none=True)
+        if "disc" in parts:  # hinge loss on the same windows
+            disc.requires_grad_(True)
+            d_loss = (1 - disc(x)).relu().mean() + (1 + disc(x_hat.detach())).relu().mean()
+            disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_opt.step()
         aux_opt.zero_grad(set_to_none=True)
         comp.entropy_bottleneck.loss().backward()
         aux_opt.step()
         step += 1
         spent = time.time() - t_start
-        bpp, lat_mse, pix_mse, perceptual, dist = (t.detach() for t in (bpp, lat_mse, pix_mse, perceptual, dist))
+        bpp, lat_mse, pix_mse, perceptual, dist, adv = (
+            t.detach() for t in (bpp, lat_mse, pix_mse, perceptual, dist, adv)
+        )
         for i in range(args.batch):
             row = [step, round(spent, 1), int(levels[i]), float(bpp[i]), float(lat_mse[i])]
-            row += [float(pix_mse[i]), float(perceptual[i]), float(dist[i])]
+            row += [float(pix_mse[i]), float(perceptual[i]), float(dist[i]), float(adv[i])]
             row = [round(v, 5) if isinstance(v, float) else v for v in row]
             stats.append(row)
         if step % 25 == 0:
-            log.writerows(stats)
-            log_file.flush()
+            for row in stats:
+                log.row(*row)
             arr = np.array(stats)
             per = " ".join(
                 f"q{lv + 1}:{arr[arr[:, 2] == lv, 3].mean():.3f}/{arr[arr[:, 2] == lv, 4].mean():.3f}"
@@ -248,9 +276,11 @@ def main() -> None:
             print(f"step {step} {spent:.0f}s lr {lr:.1e} bpp/latMSE{'/lpips' if decoder else ''} {per}", flush=True)
             stats = []
         if time.time() - last_ckpt > args.checkpoint_every or spent >= args.seconds:
-            meta = {"step": step, "seconds": spent, "stage": args.stage, "command": " ".join(sys.argv)}
+            meta = {"step": step, "seconds": spent, "stage": args.stage, "command": command_line()}
             save_checkpoint(args.checkpoint, parts, meta)
             last_ckpt = time.time()
+    for row in stats:  # the steps since the last 25
+        log.row(*row)
     print(f"done: {step} steps in {spent:.0f} s -> {args.checkpoint}")
 
 

@@ -1,19 +1,20 @@
 """Train the perceptual pixel decoder on the coarse latents the shipped codec decodes.
 
     # stage 1: MSE + LPIPS, from the fidelity (autoencoder) decoder
-    python scripts/train_perceptual_decoder.py ../shared/data/train --seconds 1800 --gan 0 \\
+    python -m scripts.train_perceptual_decoder ../shared/data/train --seconds 1800 --gan 0 \\
         --checkpoint .data/pdec-s1.ckpt --out .data/pdec-s1.safetensors --log rd/decoder_train_s1.csv
     # stage 2: + a conditional patch discriminator (HiFiC's non-saturating loss, one D step per G step)
-    python scripts/train_perceptual_decoder.py ../shared/data/train --seconds 2400 --gan 0.15 \\
+    python -m scripts.train_perceptual_decoder ../shared/data/train --seconds 2400 --gan 0.15 \\
         --init .data/pdec-s1.safetensors --checkpoint .data/pdec-s2.ckpt --out .data/pdec-s2.safetensors \\
         --log rd/decoder_train_s2.csv
     # a stage cut short continues from its checkpoint (same command plus --resume)
 
 1. Every training photo (downscaled to a short side of 288 px, as for every other stage)
-   goes through the shipped codec once (Codec.latent_pairs): for each quality of --qualities
+   goes through the shipped codec once (Codec.stages.latent_pairs): for each quality of --qualities
    and one random quality on the continuous scale, the coarse latent the decoder would
-   reconstruct from the file. Cached in --cache with the photos. The validation split
-   (BSDS500's `val` images, never trained on here; scripts/decoder_validation.py) is kept out.
+   reconstruct from the file. Cached in --cache with the photos (scripts/common.py, build_cache).
+   The validation split (BSDS500's `val` images, never trained on here; scripts/decoder_validation.py)
+   is kept out.
 2. Batches: random crops of --crop latent px (x8 image px), one random level per crop,
    horizontal flips. Loss = --mse x MSE/0.01 + --lpips x LPIPS-Alex (+ --dists x DISTS)
    (+ --gan x non-saturating generator loss of a patch discriminator that sees the image and
@@ -26,7 +27,6 @@
 import argparse
 import csv
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -35,97 +35,22 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
-from pack_data import find_images, load_downscaled  # noqa: E402
-
-from codec import Codec  # noqa: E402
-from codec.model_files import load_decoder, save_decoder  # noqa: E402
-from codec.models.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig  # noqa: E402
-from eval.perceptual import DISTSMetric, LPIPSMetric  # noqa: E402
-
-QUALITIES = (-3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8)
-
-
-def validation_names(train_dir: Path) -> set[str]:
-    """File names of the validation split: BSDS500's `val` images (bsds500_splits.tsv beside the data)."""
-    splits = Path(train_dir).parent / "bsds500_splits.tsv"
-    rows = [line.split("\t") for line in splits.read_text().splitlines()[1:] if line.strip()]
-    return {name for name, split in rows if split.strip() == "val"}
-
-
-def build_cache(train_dir: Path, cache: Path, qualities, seed: int = 0) -> dict:
-    """{"names", "photos" [(h,w,3) uint8], "qualities" [(Q,)], "coarse" [(Q,C,h/8,w/8) fp16]} for every photo.
-
-    Each photo gets the coarse latents of `qualities` plus one random quality on the
-    continuous scale (so the level embedding sees values between the trained levels).
-    """
-    if cache.exists():
-        d = np.load(cache, allow_pickle=False)
-        n = int(d["count"])
-        return {
-            "names": [str(x) for x in d["names"]],
-            "photos": [d[f"p{i}"] for i in range(n)],
-            "qualities": [d[f"q{i}"] for i in range(n)],
-            "coarse": [d[f"c{i}"] for i in range(n)],
-        }
-    codec = Codec.load()
-    rng = np.random.default_rng(seed)
-    low, high = codec.rates.span
-    names, photos, qs, coarse = [], [], [], []
-    t0 = time.time()
-    paths = find_images(train_dir)
-    for i, path in enumerate(paths):
-        im = load_downscaled(path, 288)
-        if min(im.size) < 128:
-            continue
-        extra = round(float(rng.uniform(low, high)) * 32) / 32
-        wanted = [*qualities, extra]
-        _, by_quality = codec.latent_pairs(im, wanted)
-        h, w = im.height // 8, im.width // 8
-        names.append(path.name)
-        photos.append(np.asarray(im)[: 8 * h, : 8 * w])
-        qs.append(np.array(wanted, dtype=np.float32))
-        coarse.append(np.stack([by_quality[q][0, :, :h, :w].numpy() for q in wanted]).astype(np.float16))
-        if i % 50 == 0:
-            print(f"cache: {i}/{len(paths)} photos, {time.time() - t0:.0f} s", flush=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"p{i}": a for i, a in enumerate(photos)}
-    arrays |= {f"q{i}": a for i, a in enumerate(qs)} | {f"c{i}": a for i, a in enumerate(coarse)}
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, count=len(names), names=np.array(names), **arrays)
-    tmp.replace(cache)
-    return {"names": names, "photos": photos, "qualities": qs, "coarse": coarse}
-
-
-class Crops:
-    """Random (photo crop, coarse latent crop, 0-based level) triples with horizontal flips."""
-
-    def __init__(self, data: dict, keep: list[int], size: int, seed: int):
-        self.data, self.size = data, size
-        self.keep = [i for i in keep if min(data["coarse"][i].shape[2:]) >= size]
-        self.rng = np.random.default_rng(seed)
-
-    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        xs, zs, levels = [], [], []
-        s = self.size
-        for _ in range(n):
-            i = self.keep[self.rng.integers(len(self.keep))]
-            c, photo, q = self.data["coarse"][i], self.data["photos"][i], self.data["qualities"][i]
-            k = int(self.rng.integers(len(q)))
-            top = int(self.rng.integers(c.shape[2] - s + 1))
-            left = int(self.rng.integers(c.shape[3] - s + 1))
-            z = torch.from_numpy(c[k, :, top : top + s, left : left + s].astype(np.float32))
-            x = torch.from_numpy(photo[8 * top : 8 * (top + s), 8 * left : 8 * (left + s)].astype(np.float32) / 255)
-            x = x.permute(2, 0, 1)
-            if self.rng.random() < 0.5:
-                z, x = z.flip(-1), x.flip(-1)
-            xs.append(x)
-            zs.append(z)
-            levels.append(float(q[k]) - 1)
-        return torch.stack(xs), torch.stack(zs), torch.tensor(levels)
+from codec import Codec
+from codec.model_files import load_decoder, save_decoder
+from codec.models.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
+from eval.perceptual import DISTSMetric, LPIPSMetric
+from scripts.checkpoints import TimedCheckpoint
+from scripts.common import (
+    QUALITIES,
+    CsvLog,
+    command_line,
+    ema_update,
+    resume_crops,
+    seed_and_threads,
+    set_lr,
+    training_crops,
+    warmup_cosine,
+)
 
 
 class PatchDiscriminator(nn.Module):
@@ -199,15 +124,9 @@ def main() -> None:
         help="bf16 autocast for the forward passes (fp32 weights and optimiser); pays only on CPUs with AMX",
     )
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    seed_and_threads(args)
 
-    data = build_cache(args.train_dir, args.cache, args.qualities, args.seed)
-    val = validation_names(args.train_dir)
-    train_idx = [i for i, n in enumerate(data["names"]) if n not in val]
-    crops = Crops(data, train_idx, args.crop, args.seed)
-    print(f"{len(crops.keep)} training photos ({len(data['names']) - len(train_idx)} validation photos held out)")
+    crops = training_crops(args.train_dir, args.cache, args.qualities, args.crop, args.seed)
 
     previous = None
     if args.init:
@@ -232,21 +151,12 @@ def main() -> None:
     d_opt = torch.optim.AdamW(disc.parameters(), lr=args.d_lr, betas=(0.5, 0.99)) if disc else None
     parts = {"decoder": decoder, "ema": ema, "opt": opt} | ({"disc": disc, "d_opt": d_opt} if disc else {})
 
-    step, spent = 0, 0.0
-    if args.resume:
-        meta = load_checkpoint(args.checkpoint, parts)
-        step, spent = meta["step"], meta["seconds"]
-        crops.rng = np.random.default_rng([args.seed, step])
-        print(f"resumed at step {step} ({spent:.0f} s of {args.seconds:.0f})")
+    ckpt = TimedCheckpoint(args.checkpoint, args.checkpoint_every)
+    step, spent = resume_crops(ckpt, parts, crops, args.seed, args.seconds) if args.resume else (0, 0.0)
     params = sum(p.numel() for p in decoder.parameters())
     print(f"perceptual decoder: {params / 1e6:.2f} M parameters, blocks {decoder.cfg.blocks}; gan {args.gan}")
 
-    args.log.parent.mkdir(parents=True, exist_ok=True)
-    new_log = not (args.resume and args.log.exists())
-    log_file = open(args.log, "a" if not new_log else "w", newline="")
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["step", "seconds", "lr", "mse", "lpips", "dists", "g_adv", "d_loss"])
+    log = CsvLog(args.log, ["step", "seconds", "lr", "mse", "lpips", "dists", "g_adv", "d_loss"], append=args.resume)
 
     def info() -> dict:
         return {
@@ -269,16 +179,13 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "train_photos": len(crops.keep),
             "qualities": list(args.qualities) + ["one random per photo"],
-            "command": " ".join(sys.argv),
+            "command": command_line(),
             "previous_stage": previous,
         }
 
-    t_start, last_ckpt, acc = time.time() - spent, time.time(), []
+    t_start, acc = time.time() - spent, []
     while spent < args.seconds:
-        frac = spent / args.seconds
-        lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, warmup_cosine(args.lr, step, spent / args.seconds, warmup=100))
         x, z, level = crops.batch(args.batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             y = decoder(z, level).float()
@@ -323,17 +230,13 @@ def main() -> None:
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()
-        with torch.no_grad():
-            decay = min(args.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), decoder.parameters(), strict=True):
-                pe.lerp_(p, 1 - decay)
+        ema_update(ema, decoder, step, args.ema)
         step += 1
         spent = time.time() - t_start
         acc.append((mse.item(), perceptual.item(), d_term.item(), g_adv.item(), d_loss.item()))
         if step % 25 == 0:
             m = np.mean(acc, axis=0)
-            log.writerow([step, round(spent, 1), f"{lr:.2e}", *(f"{v:.5f}" for v in m)])
-            log_file.flush()
+            log.row(step, round(spent, 1), f"{lr:.2e}", *(f"{v:.5f}" for v in m))
             print(
                 f"step {step} {spent:.0f}s mse {m[0]:.5f} (PSNR {-10 * np.log10(m[0]):.2f}) lpips {m[1]:.4f}"
                 + (f" dists {m[2]:.4f}" if dists is not None else "")
@@ -341,13 +244,12 @@ def main() -> None:
                 flush=True,
             )
             acc = []
-        if time.time() - last_ckpt > args.checkpoint_every:
-            save_checkpoint(args.checkpoint, parts, {"step": step, "seconds": spent})
+        if ckpt.due():
+            ckpt.save(parts, {"step": step, "seconds": spent})
             save_decoder(args.out, _copy(ema), info())
-            last_ckpt = time.time()
-    save_checkpoint(args.checkpoint, parts, {"step": step, "seconds": spent})
+    ckpt.save(parts, {"step": step, "seconds": spent})
     digest = save_decoder(args.out, _copy(ema), info())
-    log_file.close()
+    log.close()
     plot_log(args.log)
     print(f"{step} steps, {spent:.0f} s -> {args.out} (sha256 {digest[:16]})")
 

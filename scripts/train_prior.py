@@ -1,11 +1,12 @@
 """Train the diffusion prior on the frozen autoencoder and compressor (CPU or GPU).
 
-    python scripts/train_prior.py .data/trainpack.npz --seconds 2400 \\
+    python -m scripts.train_prior .data/trainpack.npz --seconds 2400 \\
         --out codec/weights/dpc-prior-v1.safetensors --log rd/prior_train.csv
 
-1. Every training photo (a pack from scripts/pack_data.py) goes through the shipped
+1. Every training photo (a pack from `python -m scripts.pack_data`) goes through the shipped
    codec once: its autoencoder latent and, for every quality level, the coarse latent
-   the decoder reconstructs (Codec.latent_pairs). Cached in --cache (float16).
+   the decoder reconstructs (Codec.stages.latent_pairs). Cached in --cache (float16;
+   scripts/common.py, latent_cache).
 2. Per-level residual scales (std of latent - coarse) and the latent scale are measured.
 3. The UNet learns v-prediction of the normalised residual on random 32x32 latent crops
    (horizontal flips), uniform level and timestep; the condition is dropped with
@@ -15,51 +16,24 @@
 """
 
 import argparse
-import csv
-import io
-import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from codec import Codec  # noqa: E402
-from codec.model_files import load_prior, save_prior  # noqa: E402
-from codec.models.prior import BETA_SCHEDULES, LatentPrior, PriorConfig  # noqa: E402
-
-
-def pack_images(pack: Path):
-    data = np.load(pack)
-    blob, offsets = data["blob"], data["offsets"]
-    for a, b in zip(offsets[:-1], offsets[1:], strict=True):
-        yield Image.open(io.BytesIO(blob[a:b].tobytes())).convert("RGB")
-
-
-def latent_cache(pack: Path, cache: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """[latent (C,h,w)], [coarse (L,C,h,w)] per image, float16, cropped to the image."""
-    if cache.exists():
-        d = np.load(cache)
-        n = int(d["count"])
-        return [d[f"x{i}"] for i in range(n)], [d[f"c{i}"] for i in range(n)]
-    codec = Codec.load()
-    latents, coarses = [], []
-    t0 = time.time()
-    for i, im in enumerate(pack_images(pack)):
-        latent, coarse = codec.latent_pairs(im)
-        h, w = im.height // 8, im.width // 8
-        latents.append(latent[0, :, :h, :w].numpy().astype(np.float16))
-        coarses.append(torch.cat([coarse[q] for q in codec.qualities])[:, :, :h, :w].numpy().astype(np.float16))
-        if i % 100 == 0:
-            print(f"latents: {i} images, {time.time() - t0:.0f} s", flush=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"x{i}": a for i, a in enumerate(latents)} | {f"c{i}": a for i, a in enumerate(coarses)}
-    np.savez(cache, count=len(latents), **arrays)
-    return latents, coarses
+from codec.model_files import load_prior, save_prior
+from codec.models.prior import BETA_SCHEDULES, LatentPrior, PriorConfig
+from scripts.common import (
+    CsvLog,
+    command_line,
+    ema_update,
+    latent_cache,
+    random_box,
+    seed_and_threads,
+    set_lr,
+    warmup_cosine,
+)
 
 
 class Crops:
@@ -78,8 +52,7 @@ class Crops:
             i = self.rng.integers(len(self.latents))
             x, c = self.latents[i], self.coarses[i]
             level = int(self.rng.integers(c.shape[0]))
-            top = int(self.rng.integers(x.shape[1] - self.size + 1))
-            left = int(self.rng.integers(x.shape[2] - self.size + 1))
+            top, left = random_box(self.rng, x.shape[1], x.shape[2], self.size)
             xc = x[:, top : top + self.size, left : left + self.size]
             cc = c[level, :, top : top + self.size, left : left + self.size]
             if self.rng.random() < 0.5:
@@ -124,7 +97,7 @@ def v_loss(prior, sched, x, c, levels, drop: float, gen: torch.Generator, t_powe
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("pack", type=Path, help=".npz from scripts/pack_data.py")
+    ap.add_argument("pack", type=Path, help=".npz from `python -m scripts.pack_data`")
     ap.add_argument("--out", type=Path, default=Path("codec/weights/dpc-prior-v1.safetensors"))
     ap.add_argument("--cache", type=Path, default=Path(".data/prior_latents.npz"))
     ap.add_argument("--log", type=Path, default=Path("rd/prior_train.csv"))
@@ -144,9 +117,7 @@ def main() -> None:
     ap.add_argument("--init", type=Path, help="continue from these prior weights (config and scales kept)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    seed_and_threads(args)
 
     latents, coarses = latent_cache(args.pack, args.cache)
     train = Crops(latents[: -args.val], coarses[: -args.val], args.crop, args.seed)
@@ -173,9 +144,7 @@ def main() -> None:
     params = sum(p.numel() for p in prior.parameters())
     print(f"prior: {params / 1e6:.2f} M parameters, schedule {cfg.schedule}, {len(train.latents)} training photos")
 
-    args.log.parent.mkdir(parents=True, exist_ok=True)
-    log = csv.writer(open(args.log, "w", newline=""))
-    log.writerow(["step", "seconds", "lr", "train_loss", "val_loss"])
+    log = CsvLog(args.log, ["step", "seconds", "lr", "train_loss", "val_loss"])
     gen = torch.Generator().manual_seed(args.seed)
     t0, step, running, snapshot_done = time.time(), 0, [], args.snapshot <= 0
     info = lambda elapsed: {  # noqa: E731
@@ -188,7 +157,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "train_photos": len(train.latents),
         "t_power": args.t_power,
-        "command": " ".join(sys.argv),
+        "command": command_line(),
         "previous_stage": previous,
     }
     while True:
@@ -196,32 +165,28 @@ def main() -> None:
         if elapsed >= args.seconds or (args.max_steps and step >= args.max_steps):
             break
         frac = max(elapsed / args.seconds, step / args.max_steps if args.max_steps else 0.0)
-        lr = args.lr * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, warmup_cosine(args.lr, step, frac, warmup=200))
         x, c, levels = train.batch(args.batch)
         loss = v_loss(prior, sched, x, c, levels, args.drop, gen, args.t_power)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
         opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), prior.parameters(), strict=True):
-                pe.lerp_(p, 1 - decay)
+        ema_update(ema, prior, step, args.ema)
         running.append(loss.item())
         step += 1
         if step % 200 == 0:
             with torch.no_grad():
                 vgen = torch.Generator().manual_seed(1234)
                 vl = v_loss(ema, sched, *val_batch, 0.0, vgen).item()
-            log.writerow([step, round(elapsed, 1), f"{lr:.2e}", f"{np.mean(running):.4f}", f"{vl:.4f}"])
+            log.row(step, round(elapsed, 1), f"{lr:.2e}", f"{np.mean(running):.4f}", f"{vl:.4f}")
             print(f"step {step} {elapsed:.0f}s lr {lr:.1e} train {np.mean(running):.4f} val {vl:.4f}", flush=True)
             running = []
         if not snapshot_done and step >= args.snapshot:
             save_prior(args.snapshot_out, _copy(ema), info(elapsed))
             snapshot_done = True
             print(f"snapshot after {step} steps -> {args.snapshot_out}", flush=True)
+    log.close()
     digest = save_prior(args.out, ema, info(time.time() - t0))
     print(f"{step} steps in {time.time() - t0:.0f} s -> {args.out} (sha256 {digest[:16]})")
 

@@ -1,4 +1,4 @@
-"""The Python API (codec/api.py): exact latent round trip, reproducibility, rate and quality."""
+"""The Python API (codec/pipeline.py): exact latent round trip, reproducibility, rate and quality."""
 
 import numpy as np
 import pytest
@@ -19,8 +19,8 @@ def test_the_shipped_weights_offer_six_quality_levels(codec):
 @pytest.mark.parametrize("quality", QUALITIES)
 def test_decoding_a_file_recovers_exactly_the_symbols_the_encoder_analysed(codec, smooth_image, quality):
     """analyse(image, q) and decode_symbols(compress(image, q)) give identical z and y arrays."""
-    analysed = codec.analyse(smooth_image, quality)
-    header, decoded = codec.decode_symbols(codec.compress(smooth_image, quality))
+    analysed = codec.stages.analyse(smooth_image, quality)
+    header, decoded = codec.stages.decode_symbols(codec.compress(smooth_image, quality))
     assert np.array_equal(decoded.z, analysed.z)
     assert np.array_equal(decoded.y, analysed.y)
     assert decoded.z.dtype == decoded.y.dtype == np.int32
@@ -34,15 +34,15 @@ def test_latent_round_trip_is_exact_on_a_photo_with_odd_size(codec):
     """Also for a real photo whose size is not a multiple of the 64-pixel padding."""
     image = make_textured(77, 45)
     for quality in (1, 6):
-        analysed = codec.analyse(image, quality)
-        _, decoded = codec.decode_symbols(codec.compress(image, quality))
+        analysed = codec.stages.analyse(image, quality)
+        _, decoded = codec.stages.decode_symbols(codec.compress(image, quality))
         assert np.array_equal(decoded.z, analysed.z) and np.array_equal(decoded.y, analysed.y)
 
 
 def test_the_quality_levels_really_quantise_differently(codec, textured_image):
     """Guards the round-trip tests against a codec that ignores `quality`."""
-    y1 = codec.analyse(textured_image, 1).y
-    y6 = codec.analyse(textured_image, 6).y
+    y1 = codec.stages.analyse(textured_image, 1).y
+    y6 = codec.stages.analyse(textured_image, 6).y
     assert np.abs(y6).sum() > np.abs(y1).sum()
 
 
@@ -93,7 +93,7 @@ def test_an_invalid_quality_is_a_codec_error(codec, smooth_image, quality):
     with pytest.raises(CodecError, match="quality"):
         codec.compress(smooth_image, quality)
     with pytest.raises(CodecError, match="quality"):
-        codec.analyse(smooth_image, quality)
+        codec.stages.analyse(smooth_image, quality)
 
 
 def test_numpy_integer_qualities_are_accepted(codec, smooth_image):

@@ -397,3 +397,49 @@ def test_a_real_dpc_process_refuses_a_text_file_named_png_cleanly(tmp_path):
     assert proc.stderr.startswith("dpc: error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert tree(tmp_path) == {"x.png"}
+
+
+def test_the_shipped_models_min_bits_known_without_torch_are_their_tables():
+    """codec/shipped.py's MIN_BITS let the CLI check a file's capacity before any model loads."""
+    from codec.shipped import MIN_BITS
+
+    for name, (z_bits, y_bits) in MIN_BITS.items():
+        from codec import Codec
+
+        entropy = Codec.load(name).entropy
+        assert (entropy.z_tables.min_bits, entropy.y_tables.min_bits) == (z_bits, y_bits), name
+
+
+def _forged_17_byte_file(small_dpc) -> bytes:
+    h = read_container(small_dpc).header
+    return write_container(Container(Header(8192, 8192, h.quality, h.model_id, version=h.version), b"", b"", 0, b""))
+
+
+@pytest.mark.parametrize("folder", [False, True])
+def test_the_cli_refuses_a_17_byte_file_without_loading_any_model(tmp_path, small_dpc, folder):
+    """Refused from its bytes (issue #30: it cost 1.9 s and 710 MB, a model load, per process):
+    no torch is imported, nothing is written, decompress's own exit code and message."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b", "c", "d") if folder else ("a",):
+        (inputs / f"{name}.dpc").write_bytes(_forged_17_byte_file(small_dpc))
+    src = inputs if folder else inputs / "a.dpc"
+    out = tmp_path / ("out" if folder else "a.png")
+    args = ["decompress", str(src), "-o", str(out), "--quiet"] + (["-j", "4"] if folder else [])
+    probe = f"import sys\nfrom dpc.cli import main\ncode = main({args!r})\nprint('EXIT', code, 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert f"EXIT {BitstreamError.exit_code} False" in result.stdout, (result.stdout, result.stderr)
+    assert "cannot hold the 524288 symbols" in result.stderr
+    assert not out.exists()
+
+
+def test_the_cli_refuses_a_bad_image_without_loading_any_model(tmp_path):
+    """Reading and checking an image needs no torch (codec/images.py): a refusal takes about the time of
+    `dpc info` (issue #30: every refusal took 2.5-4.5 s, the models loading first)."""
+    path = tmp_path / "notes.png"
+    path.write_text("not an image\n")
+    args = ["compress", str(path), "-o", str(tmp_path / "notes.dpc")]
+    probe = f"import sys\nfrom dpc.cli import main\ncode = main({args!r})\nprint('EXIT', code, 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert f"EXIT {ImageReadError.exit_code} False" in result.stdout, (result.stdout, result.stderr)
+    assert not (tmp_path / "notes.dpc").exists()

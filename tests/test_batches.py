@@ -17,8 +17,8 @@ import pytest
 from helpers import make_smooth, make_textured, tree
 from PIL import Image
 
-import dpc.batch as batch_module
 import dpc.cli as cli_module
+import dpc.jobs as batch_module
 from bitstream import read_container
 from codec import ImageReadError, ImageTooLargeError, OutputWriteError
 
@@ -330,3 +330,28 @@ def test_a_really_read_only_output_folder_under_jobs_2(tmp_path):
     assert lines[2:] == [SUMMARY.format(verb="compress", ok=0, skipped=0, failed=2)]
     assert "Traceback" not in proc.stderr
     assert tree(out) == set()
+
+
+def test_jobs_are_capped_by_cores_with_a_line_saying_so(dpc, tmp_path, monkeypatch):
+    """Each worker loads the models (about 550 MB): -j beyond the cores or the memory only thrashes (issue #30)."""
+    import dpc.pool as pool_module
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(2):
+        make_smooth(32, 32).save(pics / f"{i}.png")
+    monkeypatch.setattr(pool_module, "_cpu_count", lambda: 1)
+    r = dpc("compress", pics, "-o", tmp_path / "out", "-j", "2")
+    assert r.code == 0
+    assert "dpc: -j 2 capped to 1 (1 core, " in r.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.dpc", "1.dpc"]
+
+
+def test_jobs_are_capped_by_the_memory_available(monkeypatch):
+    import dpc.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "_cpu_count", lambda: 16)
+    monkeypatch.setattr(pool_module, "_available_memory", lambda: 3 * pool_module.WORKER_MEMORY + 1)
+    assert pool_module.worker_limit(8)[0] == 3
+    assert "8 capped to 3 (16 cores, " in pool_module.worker_limit(8)[1]
+    assert pool_module.worker_limit(2) == (2, None)

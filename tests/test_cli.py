@@ -15,9 +15,9 @@ from codec import (
     ImageReadError,
     InvalidOptionError,
     NoInputsError,
-    OutputExistsError,
     OutputWriteError,
 )
+from dpc.errors import OutputExistsError
 
 
 @pytest.fixture
@@ -300,7 +300,7 @@ class Spy:  # records the OpenMP wait policy at the moment torch is first import
             os._exit(0)
 
 sys.meta_path.insert(0, Spy())
-sys.argv = ["dpc", "decompress", "missing.dpc"]
+sys.argv = ["dpc", "compress", "photo.png"]  # a sound image: the models load
 from dpc.entry import main
 main()
 print("POLICY never imported torch", flush=True)
@@ -320,6 +320,7 @@ def test_the_cli_sets_a_passive_openmp_wait_policy_before_torch_loads_unless_the
     if user is not None:
         env["OMP_WAIT_POLICY"] = user
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    make_smooth(16, 16).save(tmp_path / "photo.png")
     done = subprocess.run(
         [sys.executable, "-c", _TORCH_IMPORT_SPY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )

@@ -34,9 +34,9 @@ def v1() -> Codec:
 @pytest.mark.parametrize("name", sorted(OLD_FILES))
 def test_old_files_decode_to_the_same_latent_and_pixels_as_with_their_own_weights(codec, v1, name):
     data = (DATA / name).read_bytes()
-    latent = codec.quantized_latent(data)
+    latent = codec.stages.quantized_latent(data)
     assert hashlib.sha256(latent.numpy().tobytes()).hexdigest()[:16] == OLD_FILES[name]
-    assert torch.equal(latent, v1.quantized_latent(data))
+    assert torch.equal(latent, v1.stages.quantized_latent(data))
     for fidelity in (True, False):
         got = np.asarray(codec.decompress(data, fidelity=fidelity))
         assert np.array_equal(got, np.asarray(v1.decompress(data, fidelity=fidelity)))
@@ -49,7 +49,7 @@ def test_an_untrained_context_reproduces_the_hyperprior_exactly(v1):
     tables = ("_quantized_cdf", "_offset", "_cdf_length")  # coding only; parameters need none of them
     with_context.load_state_dict({k: v for k, v in base.state_dict().items() if not k.endswith(tables)}, strict=False)
     with_context = with_context.to(torch.float64)
-    symbols = v1.analyse(make_textured(128, 96), 3)
+    symbols = v1.stages.analyse(make_textured(128, 96), 3)
     params = with_context.hyper_params(torch.from_numpy(symbols.z), 2)
     refined = with_context.context_params(params, torch.from_numpy(symbols.y), 2)
     assert torch.equal(refined.means, params.means) and torch.equal(refined.indexes, params.indexes)
@@ -120,5 +120,5 @@ def test_symbols_written_again_give_the_same_file_for_the_default_and_the_older_
     image = make_textured(96, 64)
     for made_by in (codec, v1):
         data = made_by.compress(image, quality)
-        header, symbols = codec.decode_symbols(data)  # the default codec, whoever made the file
-        assert codec.write_symbols(header, symbols) == data
+        header, symbols = codec.stages.decode_symbols(data)  # the default codec, whoever made the file
+        assert codec.stages.write_symbols(header, symbols) == data

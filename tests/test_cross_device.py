@@ -2,7 +2,7 @@
 encoder's exact symbols and latent, or it is refused; never silently wrong pixels.
 
 The entropy parameters (which Gaussian table codes each y symbol) come from the
-hyper-synthesis, computed on the CPU in float64 on both sides (codec/api.py).
+hyper-synthesis, computed on the CPU in float64 on both sides (codec/pipeline.py).
 """
 
 import copy
@@ -24,17 +24,17 @@ def test_encoding_with_one_thread_and_decoding_with_two_gives_identical_latents(
     try:
         torch.set_num_threads(1)
         files = [codec.compress(im, q) for im in images for q in (1, 6)]
-        latents = [codec.quantized_latent(data) for data in files]
+        latents = [codec.stages.quantized_latent(data) for data in files]
         torch.set_num_threads(2)
         for data, latent in zip(files, latents, strict=True):
-            assert torch.equal(codec.quantized_latent(data), latent)
+            assert torch.equal(codec.stages.quantized_latent(data), latent)
     finally:
         torch.set_num_threads(threads)
 
 
 def test_the_decoded_latent_is_symbols_plus_snapped_means_exactly(codec, images):
     data = codec.compress(images[0], 4)
-    latent = codec.quantized_latent(data)
+    latent = codec.stages.quantized_latent(data)
     assert latent.dtype == torch.float64
     assert torch.equal(latent * 64, torch.round(latent * 64))  # symbols are integers, means on a 1/64 grid
 

@@ -158,7 +158,7 @@ def test_the_z_bits_the_search_counts_are_the_coded_z_bits(codec):
     the z section's size, to within the coder's few bytes of overhead."""
     import torch
 
-    symbols = codec.analyse(make_textured(256, 192), 2)
+    symbols = codec.stages.analyse(make_textured(256, 192), 2)
     sections = codec.entropy.encode(symbols, codec.entropy.parameters(symbols, 1))
     bits = float(codec.effort_search._z_bits(torch.from_numpy(symbols.z).float()).sum())
     assert abs(bits - 8 * len(sections.z_data)) <= 64

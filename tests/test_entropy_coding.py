@@ -111,7 +111,7 @@ def test_real_latents_round_trip_through_the_entropy_coder(codec, textured_image
     """The symbols Codec.analyse produces for a photo, with the indexes the decoder derives."""
     import torch
 
-    symbols = codec.analyse(textured_image, 6)
+    symbols = codec.stages.analyse(textured_image, 6)
     params = codec.entropy.compressor.hyper_params(torch.from_numpy(symbols.z), 5)
     _round_trip(symbols.y, params.indexes.numpy(), codec.entropy.compressor.y_tables())
 

@@ -20,16 +20,8 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from eval import distribution
 from eval.distribution import PatchFidKid, extract_patches, frechet_distance, kernel_inception_distance
-from eval.metrics import (
-    METRIC_NAMES,
-    MetricUnavailable,
-    PerImageMetric,
-    Unavailable,
-    available_metrics,
-    psnr,
-    resolve_weights_dir,
-    spectral_gap,
-)
+from eval.metric_set import PerImageMetric, Unavailable, available_metrics, resolve_weights_dir
+from eval.metrics import METRIC_NAMES, MetricUnavailable, psnr, spectral_gap
 from eval.perceptual import ALEXNET_FILE, VGG16_FILE, LPIPSMetric, MetricWeightsError, load_checked_state
 
 REPO = Path(__file__).resolve().parents[1]

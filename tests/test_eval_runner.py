@@ -131,7 +131,7 @@ def test_dpc_eval_refuses_an_unknown_codec_with_one_line(dataset, tmp_path, caps
     ],
 )
 def test_dpc_eval_refusals_are_one_line_with_the_exit_code_of_the_table(dataset, tmp_path, capsys, case, code, message):
-    """They used to be exit 70 (a bug) or 1, not the README's usage (2) and nothing-to-do (12) codes."""
+    """They used to be exit 70 (a bug) or 1, not the usage (2) and nothing-to-do (12) of docs/cli.md's table."""
     out, empty, missing = tmp_path / "rd", tmp_path / "empty", tmp_path / "missing"
     empty.mkdir()
     source, extra = dataset, ["--metrics", "psnr", "--codecs", "ours"]

@@ -6,7 +6,6 @@ described in docs/reliability.md). Here: a short run of the same cases, checks t
 harness itself reports failures, and hypothesis properties.
 """
 
-import sys
 import time
 from pathlib import Path
 
@@ -20,13 +19,7 @@ from PIL import Image
 from bitstream import BitstreamLimits
 from codec import BitstreamError, Codec, CodecError, ImageTooLargeError
 from codec.model_files import LEGACY_WEIGHTS, model_id_from_sha256
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))  # the fuzzer's modules, as scripts/fuzz.py finds them
-
-import fuzz  # noqa: E402
-import fuzz_mutators  # noqa: E402
-import fuzz_seeds  # noqa: E402
+from scripts import fuzz, fuzz_mutators, fuzz_seeds
 
 SHORT_RUN_CASES = 1000
 FUZZ_SEED = 20240601  # not the long run's seed 0: the suite adds different cases

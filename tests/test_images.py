@@ -212,3 +212,20 @@ def test_the_api_applies_exif_orientation_to_an_opened_jpeg_too(codec):
     photo = Image.open(io.BytesIO(_jpeg_with_orientation(6)))
     assert photo.size == (48, 32)
     assert codec.decompress(codec.compress(photo, 1)).size == (32, 48)
+
+
+def test_a_jpeg_whose_exif_block_is_damaged_but_pixels_whole_is_read(tmp_path):
+    """The EXIF block holds metadata, not pixels: Pillow's "Corrupt EXIF data" warning is not a damaged
+    image (issue #30: such a photo was refused, exit 3). The pixels are those of the same JPEG."""
+    arr = np.zeros((32, 48, 3), np.uint8)
+    arr[:16, :24] = (200, 30, 30)
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"
+    data = bytearray(encode(Image.fromarray(arr, "RGB"), "JPEG", quality=95, exif=exif.tobytes()))
+    tiff = data.find(b"Exif\0\0") + 6
+    data[tiff + 4 : tiff + 8] = b"\xff\xff\xff\x7f"  # the first IFD's offset: far past the block's end
+    path = tmp_path / "damaged-exif.jpg"
+    path.write_bytes(bytes(data))
+    with Image.open(path) as reference:
+        expected = np.asarray(reference.convert("RGB"))
+    assert np.array_equal(np.asarray(load_image(path)), expected)

@@ -8,9 +8,10 @@ import stat
 import pytest
 from helpers import make_smooth, tree
 
-import codec.api as api_module
+import codec.pipeline as api_module
 import dpc.files as files_module
-from codec import BitstreamError, NoInputsError, OutputWriteError, UnsafeOutputError
+from codec import BitstreamError, NoInputsError, OutputWriteError
+from dpc.errors import UnsafeOutputError
 
 
 @pytest.fixture

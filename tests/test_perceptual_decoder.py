@@ -10,7 +10,7 @@ from helpers import make_textured
 
 from bitstream import Container, RefineSettings, read_container, write_container
 from codec import Codec, CodecError, ModelFileError
-from codec.images import tensor_to_image
+from codec.image_tensors import tensor_to_image
 from codec.model_files import DEFAULT_DECODER_WEIGHTS, DEFAULT_WEIGHTS, LEGACY_WEIGHTS, load_decoder, save_decoder
 from codec.models.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
 
@@ -46,8 +46,8 @@ def test_the_shipped_decoder_loads_with_its_config_and_sha256_record(codec):
 
 
 def test_the_level_conditions_the_output_continuously(codec, photo_file):
-    _, coarse = codec.decode_latent(photo_file)
-    decode = lambda level: codec.decode_pixels(coarse, tile=0, level=level)  # noqa: E731
+    _, coarse = codec.stages.decode_latent(photo_file)
+    decode = lambda level: codec.stages.decode_pixels(coarse, tile=0, level=level)  # noqa: E731
     low, mid, high = decode(0.0), decode(0.5), decode(5.0)
     assert not torch.allclose(low, high, atol=1e-3)  # levels are told apart
     # between two levels the output lies between theirs (the embedding is smooth)
@@ -78,15 +78,15 @@ def test_a_missing_or_foreign_decoder_file_is_a_one_line_model_file_error(codec,
 
 # -- the two ends of one file ---------------------------------------------------------------------
 def test_the_default_decode_is_the_perceptual_decoder_at_the_files_level(codec, photo_file):
-    header, coarse = codec.decode_latent(photo_file)
-    expected = tensor_to_image(codec.decode_pixels(coarse, level=header.level)[..., :96, :128])
+    header, coarse = codec.stages.decode_latent(photo_file)
+    expected = tensor_to_image(codec.stages.decode_pixels(coarse, level=header.level)[..., :96, :128])
     assert np.array_equal(pixels(codec.decompress(photo_file)), pixels(expected))
 
 
 def test_fidelity_is_exactly_the_autoencoder_decoder_without_refinement(codec, tmp_path):
     refined_file = codec.compress(make_textured(128, 96), quality=2, refine=RefineSettings(steps=3))
-    header, coarse = codec.decode_latent(refined_file)
-    expected = tensor_to_image(codec.decode_pixels(coarse, tile=0)[..., :96, :128])
+    header, coarse = codec.stages.decode_latent(refined_file)
+    expected = tensor_to_image(codec.stages.decode_pixels(coarse, tile=0)[..., :96, :128])
     plain = tensor_to_image(codec.autoencoder.decoder(coarse)[..., :96, :128])
     got = codec.decompress(refined_file, fidelity=True, tile=0)
     assert np.array_equal(pixels(got), pixels(expected)) and np.array_equal(pixels(got), pixels(plain))
@@ -105,9 +105,9 @@ def test_the_perceptual_decoder_tiles_like_an_untiled_run(codec):
 
 
 def test_refined_latents_are_drawn_by_the_perceptual_decoder(codec, photo_file):
-    header, coarse = codec.decode_latent(photo_file)
-    refined = codec.refine_latent(coarse, header.quality, RefineSettings(steps=2))
-    expected = tensor_to_image(codec.decode_pixels(refined, level=header.level)[..., :96, :128])
+    header, coarse = codec.stages.decode_latent(photo_file)
+    refined = codec.stages.refine_latent(coarse, header.quality, RefineSettings(steps=2))
+    expected = tensor_to_image(codec.stages.decode_pixels(refined, level=header.level)[..., :96, :128])
     assert np.array_equal(pixels(codec.decompress(photo_file, steps=2)), pixels(expected))
 
 

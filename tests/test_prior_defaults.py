@@ -1,14 +1,6 @@
 """scripts/prior_defaults.py: the rule that picks each level's default step count from measurements."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("prior_defaults", REPO / "scripts" / "prior_defaults.py")
-prior_defaults = importlib.util.module_from_spec(spec)
-sys.modules["prior_defaults"] = prior_defaults
-spec.loader.exec_module(prior_defaults)
+from scripts import prior_defaults
 
 
 def rows(level: int, gaps: dict[int, float], sampler: str = "ddim") -> list[dict]:

@@ -13,7 +13,7 @@ from helpers import make_smooth, make_textured, psnr
 
 from bitstream import Container, RefineSettings, read_container, write_container
 from codec import Codec, CodecError, InvalidOptionError, ModelFileError
-from codec.images import image_to_tensor, tensor_to_image
+from codec.image_tensors import image_to_tensor, tensor_to_image
 from codec.model_files import DEFAULT_WEIGHTS, LEGACY_WEIGHTS, load_prior, read_prior_config, save_prior
 from codec.models.prior import LatentPrior, PriorConfig
 from codec.sampling import refine
@@ -86,8 +86,8 @@ def test_each_sampler_refines_and_keeps_the_image_size(tiny, photo_dpc, sampler,
 
 
 def test_steps_0_is_exactly_the_perceptual_decoder_on_the_coarse_latent(tiny, photo_dpc):
-    header, coarse = tiny.decode_latent(photo_dpc)
-    drawn = tiny.decode_pixels(coarse, tile=0, level=header.level)[..., : header.height, : header.width]
+    header, coarse = tiny.stages.decode_latent(photo_dpc)
+    drawn = tiny.stages.decode_pixels(coarse, tile=0, level=header.level)[..., : header.height, : header.width]
     assert np.array_equal(pixels(tiny.decompress(photo_dpc, steps=0, tile=0)), pixels(tensor_to_image(drawn)))
 
 
@@ -101,7 +101,7 @@ def test_guidance_runs_both_passes_as_one_batch_per_step(tiny, photo_dpc, monkey
         return real(self, noisy, t, cond, labels)
 
     monkeypatch.setattr(LatentPrior, "forward", counting)
-    _, coarse = tiny.decode_latent(photo_dpc)
+    _, coarse = tiny.stages.decode_latent(photo_dpc)
     refine(prior, coarse, 0, RefineSettings(steps=3, guidance=2.0))
     assert batches == [(2, [1, 0])] * 3  # conditional (level 1) and unconditional (label 0) together
     batches.clear()
@@ -110,7 +110,7 @@ def test_guidance_runs_both_passes_as_one_batch_per_step(tiny, photo_dpc, monkey
 
 
 def test_early_exit_stops_once_steps_change_little_and_start_shortens_the_path(tiny, photo_dpc):
-    _, coarse = tiny.decode_latent(photo_dpc)
+    _, coarse = tiny.stages.decode_latent(photo_dpc)
     ran = []
     refine(tiny.refiner.prior, coarse, 0, RefineSettings(steps=20, early_exit=0.255), progress=ran.append)
     assert 2 <= len(ran) < 20
@@ -162,7 +162,7 @@ def test_tiled_and_untiled_pixel_decoding_agree_on_a_small_image_with_a_small_ti
 
 
 def test_large_inputs_are_encoded_in_tiles_that_agree_with_an_untiled_encoder(codec, monkeypatch):
-    import codec.api as api
+    import codec.pipeline as api
 
     image = make_textured(320, 256)  # a multiple of 64: no padding
     whole = codec.autoencoder.encode(image_to_tensor(image))

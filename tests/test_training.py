@@ -1,4 +1,4 @@
-"""scripts/train.py: a tiny run on synthetic photos, stopped mid-way and resumed, gives loadable weights."""
+"""`python -m scripts.train`: a tiny run on synthetic photos, stopped mid-way and resumed, gives loadable weights."""
 
 import csv
 import json
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def train(*args):
     return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *map(str, args)], capture_output=True, text=True
+        [sys.executable, "-m", "scripts.train", *map(str, args)], capture_output=True, text=True, cwd=REPO
     )
 
 

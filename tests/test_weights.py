@@ -8,7 +8,8 @@ import torch
 from helpers import make_smooth
 
 from codec import Codec, ModelFileError, ModelMismatchError
-from codec.model_files import DEFAULT_WEIGHTS, LEGACY_WEIGHTS, _read_weights, load_model, write_derivation
+from codec.model_files import DEFAULT_WEIGHTS, LEGACY_WEIGHTS, load_model
+from codec.weight_bytes import read_weights, write_derivation
 
 
 def _copy_weights(tmp_path, with_record=True):
@@ -65,7 +66,7 @@ def test_a_damaged_record_is_an_error_not_a_pass(tmp_path):
 # -- derived weight files (dpc-v1 ships as a record over dpc-v2's tensors) -------------------------
 def _old_and_base(tmp_path):
     """tmp copies: dpc-v1's bytes (rebuilt) as old.safetensors and dpc-v2 as base.safetensors, with records."""
-    raw, digest = _read_weights(LEGACY_WEIGHTS[0], DEFAULT_WEIGHTS)
+    raw, digest = read_weights(LEGACY_WEIGHTS[0], DEFAULT_WEIGHTS)
     old, base = tmp_path / "old.safetensors", _copy_weights(tmp_path)
     old.write_bytes(raw)
     (tmp_path / "old.safetensors.sha256").write_text(digest + "\n")

@@ -192,10 +192,13 @@ class HyperpriorCompressor(nn.Module):
     def analyse(self, latent: Tensor, level: float) -> tuple[Tensor, Tensor]:
         """Encoder side: latent (1,C,h,w) -> (y (1,M,h/2,w/2), z_symbols (1,Z,h/8,w/8) int32)."""
         y = self.g_a(latent)
-        gain_z = self.gains(level)[1]
-        medians_z = medians(self.entropy_bottleneck)  # (Z,1,1)
-        z_symbols = torch.round(self.h_a(y) * gain_z - medians_z).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+        z_symbols = self.z_symbols(y, self.gains(level)[1]).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT)
         return y, z_symbols.to(torch.int32)
+
+    def z_symbols(self, y: Tensor, gain_z: Tensor) -> Tensor:
+        """y (B,M,h,w), gain_z (B,Z,1,1) -> z's symbols (B,Z,h/4,w/4) as floats, unclamped:
+        round(h_a(y) x gain_z - medians) (the effort search and training scripts use it too)."""
+        return torch.round(self.h_a(y) * gain_z - medians(self.entropy_bottleneck))
 
     def hyper_params(self, z_symbols: Tensor, level: float) -> HyperParams:
         """Both sides: z_symbols (1,Z,h,w) int32 -> y's entropy parameters and table indexes."""

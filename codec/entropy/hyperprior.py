@@ -29,7 +29,8 @@ from bitstream import decode_symbols, encode_symbols, symbol_check
 from bitstream.entropy_coding import check_capacity
 
 from ..errors import DecoderDesyncError
-from ..runtime import RunOptions, on_device
+from ..options import RunOptions
+from ..placement import on_device
 from .compressor import HyperParams, HyperpriorCompressor
 from .context import anchor_mask
 
@@ -172,11 +173,6 @@ class HyperpriorCodec:
                 "entropy parameters this decoder cannot reproduce"
             )
         return Symbols(z=z, y=y), params
-
-    def decompress(self, sections: Sections, z_shape: tuple, level: float) -> Tensor:
-        """Entropy-coded sections -> coarse latent (1,C,8*z_h,8*z_w)."""
-        symbols, params = self.decode(sections, z_shape, level)
-        return self.synthesise(symbols.y, params, level)
 
     @staticmethod
     def _z_indexes(shape) -> np.ndarray:

@@ -29,6 +29,14 @@ from bitstream import SAMPLERS
 BETA_SCHEDULES = {"cosine": "squaredcos_cap_v2", "linear": "linear"}
 
 
+# The texture head (decoder layers that shipped inside the prior file for refined latents) was
+# retired: the perceptual decoder draws every latent. Its config keys and its `texture.*`
+# tensors stay in dpc-prior-v1.safetensors, whose bytes (and SHA-256) do not change; they are
+# skipped on load.
+RETIRED_KEYS = ("texture_from", "texture_widths")
+RETIRED_TENSORS = "texture."
+
+
 @dataclass(frozen=True)
 class PriorConfig:
     latent_channels: int = 8
@@ -46,11 +54,6 @@ class PriorConfig:
     default_steps: tuple[int, ...] = (4,) * 6
     default_sampler: str = "ddim"
     default_guidance: float = 1.0
-    # Texture decoder: the autoencoder decoder's layers from this index on, fine-tuned for
-    # sharp rendering of refined latents, ship with the prior (-1 = none). Used only
-    # when refining; the plain decoder (steps 0) is never changed by it.
-    texture_from: int = -1
-    texture_widths: tuple[int, ...] = (64, 96, 128)  # the autoencoder's widths
 
     def __post_init__(self):
         if self.schedule not in BETA_SCHEDULES:
@@ -63,7 +66,9 @@ class PriorConfig:
     @staticmethod
     def from_dict(d: dict) -> "PriorConfig":
         d = dict(d)
-        for key in ("widths", "residual_scales", "default_steps", "texture_widths"):
+        for key in RETIRED_KEYS:  # the shipped prior file still records its retired texture head
+            d.pop(key, None)
+        for key in ("widths", "residual_scales", "default_steps"):
             if key in d:
                 d[key] = tuple(d[key])
         return PriorConfig(**d)
@@ -96,8 +101,6 @@ class LatentPrior(nn.Module):
             norm_num_groups=cfg.norm_groups,
             num_class_embeds=cfg.levels + 1,
         )
-        if cfg.texture_from >= 0:
-            self.texture = texture_layers(cfg)
 
     def condition(self, coarse: Tensor) -> Tensor:
         """Coarse latent (B,C,h,w) -> the UNet's condition channels (unit-variance scale)."""
@@ -111,14 +114,6 @@ class LatentPrior(nn.Module):
         (0 = unconditional, else level + 1) -> v-prediction (B,C,h,w)."""
         x = torch.cat([noisy, condition], dim=1)
         return self.unet(x, timesteps, class_labels=labels).sample
-
-
-def texture_layers(cfg: PriorConfig) -> nn.Sequential:
-    """Fresh copies of the autoencoder decoder's layers from cfg.texture_from on."""
-    from .autoencoder import AutoencoderConfig, Decoder
-
-    decoder = Decoder(AutoencoderConfig(latent_channels=cfg.latent_channels, widths=cfg.texture_widths))
-    return nn.Sequential(*list(decoder.net)[cfg.texture_from :])
 
 
 @dataclass

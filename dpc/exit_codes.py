@@ -1,13 +1,13 @@
-"""What each exit code of `dpc` means: the table in `dpc --help` and in the README.
+"""What each exit code of `dpc` means: the table in `dpc --help` and in docs/cli.md.
 
-Refusals are CodecError subclasses (codec/errors.py), each with its own code; the others
-are the CLI's own (usage, a bug, a signal). In folder mode the run's code is the first
-failing file's (input order). tests/test_exit_codes.py provokes every row.
+Refusals are CodecError subclasses, each with its own code: the library's (codec/errors.py)
+and the application's own (dpc/errors.py); the others are the CLI's (usage, a bug, a signal).
+In folder mode the run's code is the first failing file's (input order).
+tests/test_exit_codes.py provokes every row.
 """
 
-from .errors import (
+from codec.errors import (
     BitstreamError,
-    ClusterError,
     CodecError,
     DecoderDesyncError,
     ImageReadError,
@@ -16,11 +16,11 @@ from .errors import (
     ModelFileError,
     ModelMismatchError,
     NoInputsError,
-    OutputExistsError,
     OutputWriteError,
-    UnsafeOutputError,
     UnsupportedVersionError,
 )
+
+from .errors import ClusterError, OutputExistsError, UnsafeOutputError
 
 INTERNAL_ERROR, INTERRUPTED, TERMINATED = 70, 130, 143
 

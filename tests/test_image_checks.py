@@ -1,15 +1,12 @@
-"""Images are decoded completely before coding (codec/image_streams.py): a stream that ends early, or
+"""Images are decoded completely before coding (codec/image_checks.py): a stream that ends early, or
 holds less than its header claims, is an ImageReadError (exit 3) even where Pillow would fill in
 the rest, and no decoder writes on stderr. Also a short run of the image fuzzer (scripts/fuzz_images.py)."""
 
-import importlib.util
 import io
 import os
 import re
 import struct
-import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +16,6 @@ from PIL import Image, ImageFile
 from codec import ImageReadError, ImageTooLargeError, load_image
 from codec.images import decode_image
 
-REPO = Path(__file__).resolve().parents[1]
 PHOTO = make_textured(40, 24)
 
 
@@ -216,17 +212,11 @@ def test_load_image_of_a_cut_file_on_disk_is_refused(tmp_path):
 
 
 # -- the image fuzzer --------------------------------------------------------------------------------------
-def _fuzz_images():
-    spec = importlib.util.spec_from_file_location("fuzz_images", REPO / "scripts" / "fuzz_images.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz_images"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def fuzz_images():
-    return _fuzz_images()
+    from scripts import fuzz_images
+
+    return fuzz_images
 
 
 @pytest.fixture(scope="module")

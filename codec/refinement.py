@@ -16,7 +16,9 @@ from bitstream import RefineSettings
 from .errors import InvalidOptionError
 from .model_files import DEFAULT_PRIOR_WEIGHTS, load_prior, read_prior_config
 from .models.prior import LatentPrior, PriorConfig
-from .runtime import Runners, RunOptions, on_device, set_attention
+from .options import RunOptions
+from .placement import on_device
+from .runners import Runners, set_attention
 
 # The prior sees a wide context (mid-block attention), so it is tiled only beyond
 # 2048 px; its tiles overlap by 32 latent px and carry 32 px of halo.

@@ -1,4 +1,4 @@
-"""Deployment options (codec/runtime.py, codec/quantization.py) and `dpc bench` (eval/bench.py).
+"""Deployment options (codec/runners.py, codec/quantization.py) and `dpc bench` (eval/bench.py).
 
 Every option must decode every file, and land close to the fp32 decoder: these tests
 decode one small photo-like image with each option on the CPU and compare pixels.
@@ -14,9 +14,11 @@ from torch import nn
 
 import dpc.cli as cli_module
 from codec import Codec, CodecError, ModelFileError
-from codec.quantization import DEFAULT_INT8_TABLE, QuantizedLayer, calibrate, load_table, quantize, save_table
-from codec.runtime import RunOptions, on_device
+from codec.options import RunOptions
+from codec.placement import on_device
+from codec.quantization import DEFAULT_INT8_TABLE, QuantizedLayer, load_table, quantize, save_table
 from eval.bench import parse_config
+from scripts.calibrate_int8 import calibrate
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def test_int8_decodes_close_to_fp32_with_quantized_convolutions(photo_file, fp32
     for steps in (None, 0):
         assert psnr(c.decompress(photo_file, steps=steps), fp32_outputs[steps]) > 35
     for name in ("prior", "perceptual", "plain"):
-        module = c.runner(name).module
+        module = c.stages.runner(name).module
         quantized = [m for m in module.modules() if isinstance(m, torch.ao.nn.quantized.Conv2d)]
         floats = [m for m in module.modules() if type(m) is nn.Conv2d]
         assert len(quantized) > len(floats) >= 1, name  # most convolutions are INT8, a few kept fp32
@@ -146,7 +148,7 @@ def test_offload_moves_a_model_to_the_device_for_its_stage_only():
 def test_offload_on_a_gpu_keeps_models_on_the_cpu_between_stages(photo_file, fp32_outputs):
     c = Codec.load(device="cuda", offload=True)
     assert psnr(c.decompress(photo_file), fp32_outputs[None]) > 35
-    assert all(p.device.type == "cpu" for p in c.runner("prior").parameters())
+    assert all(p.device.type == "cpu" for p in c.stages.runner("prior").parameters())
 
 
 # -- option checks ------------------------------------------------------------------------------
@@ -229,3 +231,22 @@ def test_bench_times_each_stage_and_compares_quality(tmp_path, capsys):
 def test_bench_refuses_unknown_configurations(capsys):
     assert cli_module.main(["bench", "--configs", "fp32+turbo", "--sizes", "64"]) != 0
     assert "unknown configuration token" in capsys.readouterr().err
+
+
+def test_the_prior_gives_the_same_bits_with_1_and_2_threads(codec):
+    """Refinement feeds each step's output to the next, so its last bits must not depend on the
+    thread count (-j 2 workers run 1 thread each, -j 1 runs 2). oneDNN's convolutions differed
+    between 1 and 2 threads on a 64 x 96 latent (issue #30); the prior runs on PyTorch's own kernels."""
+    runner = codec.stages.runner("prior")
+    generator = torch.Generator().manual_seed(0)
+    noisy, condition = (torch.randn(1, 8, 64, 96, generator=generator) for _ in range(2))
+    saved = torch.get_num_threads()
+    outputs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                outputs.append(runner(noisy, torch.tensor([500]), condition, torch.tensor([3])))
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.equal(*outputs)

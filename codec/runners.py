@@ -2,7 +2,6 @@
 
 Runner(module, options)     the module in the options' dtype and layout; fp32 in and out
 Runners                     each decoding model built once, INT8-quantized when asked
-on_device(module, options)  with offload: the module on the device for one stage only
 """
 
 from collections.abc import Callable
@@ -14,6 +13,8 @@ from torch import Tensor, nn
 from .errors import CodecError
 from .options import RunOptions
 
+THREAD_INVARIANT = ("prior",)  # the models run with thread-count-independent kernels (see Runner)
+
 
 class Runner(nn.Module):
     """Runs `module` in the options' dtype and memory layout; inputs and outputs stay fp32.
@@ -22,16 +23,24 @@ class Runner(nn.Module):
     tensors and get fp32 back whatever the module computes in.
     """
 
-    def __init__(self, module: nn.Module, options: RunOptions):
+    def __init__(self, module: nn.Module, options: RunOptions, thread_invariant: bool = False):
+        """`thread_invariant`: run without oneDNN, whose convolutions sum in an order that depends
+        on the thread count (the diffusion prior's convolutions gave other last bits with 1 and 2
+        threads on an AMD EPYC; PyTorch's own kernels gave the same)."""
         super().__init__()
         self.module = module
         self.dtype = options.torch_dtype
         self.channels_last = options.channels_last
+        self.thread_invariant = thread_invariant
         self._call = torch.compile(module, dynamic=False) if options.compile else module
 
     def forward(self, *args: Tensor) -> Tensor:
         args = tuple(self._cast(a) for a in args)
-        out = self._call(*args)
+        if self.thread_invariant and args[0].device.type == "cpu":
+            with without_onednn():
+                out = self._call(*args)
+        else:
+            out = self._call(*args)
         return out.float() if out.dtype != torch.float32 else out
 
     def _cast(self, x):
@@ -62,7 +71,10 @@ class Runners:
                     raise CodecError(f"INT8 decoding needs torch.ao.quantization, missing here: {exc}") from None
 
                 module = quantize(name, module, load_table(self.int8_table, self.digests()))
-            self._built[name] = Runner(prepare(module, self.options), self.options)
+            # The prior runs in a loop whose steps feed each other, and costs little beside the
+            # pixel decode (where oneDNN's kernels are 2.3x faster and sum in a fixed order here).
+            invariant = name in THREAD_INVARIANT
+            self._built[name] = Runner(prepare(module, self.options), self.options, invariant)
         return self._built[name]
 
     @contextmanager
@@ -73,6 +85,17 @@ class Runners:
             yield
         finally:
             self._built = saved
+
+
+@contextmanager
+def without_onednn():
+    """PyTorch's own CPU kernels instead of oneDNN's within the block (a public switch, restored after)."""
+    saved = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = saved
 
 
 def prepare(module: nn.Module, options: RunOptions) -> nn.Module:
@@ -90,18 +113,3 @@ def set_attention(prior_unet: nn.Module, kind: str) -> None:
     for m in prior_unet.modules():
         if isinstance(m, Attention):
             m.set_processor(AttnProcessor2_0() if kind == "sdpa" else AttnProcessor())
-
-
-@contextmanager
-def on_device(module: nn.Module, options: RunOptions):
-    """With offload: move `module` to the device for the `with` block, then back to the CPU."""
-    if not options.offload:
-        yield module
-        return
-    module.to(options.device)
-    try:
-        yield module
-    finally:
-        module.to(options.home)
-        if torch.device(options.device).type == "cuda":
-            torch.cuda.empty_cache()  # give the stage's activations back for the next stage
