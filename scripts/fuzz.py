@@ -29,6 +29,8 @@ claims (up to the Codec's pixel limit), so the fuzzer's Codec uses a smaller
 pixel limit (--max-pixels, 4 Mpx) than the default; see docs/reliability.md.
 """
 
+from __future__ import annotations
+
 import argparse
 import multiprocessing as mp
 import queue
@@ -39,15 +41,25 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
 from tqdm import tqdm
 
-from codec import Codec, CodecError, DecoderDesyncError, ImageTooLargeError, ModelMismatchError, UnsupportedVersionError
-from scripts.fuzz_mutators import Case, CaseMaker
-from scripts.fuzz_report import failure_record, write_outputs
-from scripts.fuzz_seeds import SeedFile, make_seeds, seed_from_bytes
+from codec.errors import (
+    CodecError,
+    DecoderDesyncError,
+    ImageTooLargeError,
+    ModelMismatchError,
+    UnsupportedVersionError,
+)
+from scripts.fuzz_report import CasePeak, failure_record, write_outputs
+
+if TYPE_CHECKING:  # torch and the codec load where a .dpc run needs them: the image target's worker,
+    # which re-imports this module, stays without them (its memory per case is what it reports)
+    from codec import Codec
+    from scripts.fuzz_mutators import Case, CaseMaker
+    from scripts.fuzz_seeds import SeedFile
 
 FUZZ_MAX_PIXELS = 1 << 22
 CHUNK = 50  # cases per work item in multi-process runs
@@ -138,9 +150,14 @@ class Summary:
     case_seconds: float = 0.0
     peak_rss_mb: float = 0.0
     rss_after_load_mb: float = 0.0
-    rss_jump: dict = field(default_factory=dict)  # the case after which a process's peak RSS grew most
+    case_peak: dict = field(default_factory=dict)  # the case with the highest peak RSS during it
 
-    def add(self, case: Case, outcome: Outcome, rss_before: float | None = None, rss_after: float | None = None):
+    def add(
+        self,
+        case: Case,
+        outcome: Outcome,
+        case_peak_mb: float | None = None,
+    ):
         self.cases += 1
         self.outcomes[outcome.kind] += 1
         self.stages[outcome.stage] += 1
@@ -154,14 +171,14 @@ class Summary:
                 "kind": outcome.kind,
                 "bytes": len(case.data),
             }
-        if rss_before is not None and rss_after - rss_before > self.rss_jump.get("mb", 0.0):
-            self.rss_jump = {"index": case.index, "mutator": case.mutator, "mb": rss_after - rss_before}
+        if case_peak_mb is not None and case_peak_mb > self.case_peak.get("mb", 0.0):
+            self.case_peak = {"index": case.index, "mutator": case.mutator, "mb": round(case_peak_mb, 1)}
         for failure in outcome.failures:
             self.failure_counts[failure] += 1
         if outcome.failures:
             self.failures.append(failure_record(case, outcome))
 
-    def merge(self, other: "Summary") -> None:
+    def merge(self, other: Summary) -> None:
         self.cases += other.cases
         self.outcomes.update(other.outcomes)
         self.stages.update(other.stages)
@@ -172,8 +189,8 @@ class Summary:
         self.case_seconds += other.case_seconds
         if other.max_seconds > self.max_seconds:
             self.max_seconds, self.max_case = other.max_seconds, other.max_case
-        if other.rss_jump.get("mb", 0.0) > self.rss_jump.get("mb", 0.0):
-            self.rss_jump = other.rss_jump
+        if other.case_peak.get("mb", 0.0) > self.case_peak.get("mb", 0.0):
+            self.case_peak = other.case_peak
         self.peak_rss_mb = max(self.peak_rss_mb, other.peak_rss_mb)
         self.rss_after_load_mb = max(self.rss_after_load_mb, other.rss_after_load_mb)
 
@@ -195,9 +212,9 @@ def run_cases(codec: Codec, maker: CaseMaker, seed: int, indexes, time_limit: fl
     summary = Summary()
     for index in indexes:
         case = maker.case(seed, index)
-        before = peak_rss_mb()
-        outcome = run_case(codec, case.data, time_limit, case.must_decode)
-        summary.add(case, outcome, before, peak_rss_mb())
+        with CasePeak() as peak:
+            outcome = run_case(codec, case.data, time_limit, case.must_decode)
+        summary.add(case, outcome, peak.mb)
         if progress is not None:
             progress.update(1)
     summary.peak_rss_mb = peak_rss_mb()
@@ -206,6 +223,10 @@ def run_cases(codec: Codec, maker: CaseMaker, seed: int, indexes, time_limit: fl
 
 def load_codec(max_pixels: int) -> Codec:
     """One thread per process: with several processes on few cores, torch's intra-op threads only wait on each other."""
+    import torch
+
+    from codec import Codec
+
     torch.set_num_threads(1)
     return Codec.load(max_pixels=max_pixels)
 
@@ -222,6 +243,9 @@ def warm_up(codec: Codec, seeds: list[SeedFile]) -> None:
 # -- multi-process runs ---------------------------------------------------------------------------------
 def _worker(wid, seed_blobs, args, tasks, results, current, started, chunk_lo, chunk_hi):
     codec = load_codec(args.max_pixels)
+    from scripts.fuzz_mutators import CaseMaker
+    from scripts.fuzz_seeds import seed_from_bytes
+
     seeds = [seed_from_bytes(codec, name, data) for name, data in seed_blobs]
     maker = CaseMaker(codec, seeds)
     warm_up(codec, seeds)
@@ -234,9 +258,9 @@ def _worker(wid, seed_blobs, args, tasks, results, current, started, chunk_lo, c
             started[wid] = time.time()
             current[wid] = index
             case = maker.case(args.seed, index)
-            before = peak_rss_mb()
-            outcome = run_case(codec, case.data, args.time_limit, case.must_decode)
-            summary.add(case, outcome, before, peak_rss_mb())
+            with CasePeak() as peak:
+                outcome = run_case(codec, case.data, args.time_limit, case.must_decode)
+            summary.add(case, outcome, peak.mb)
         current[wid] = -1
         summary.peak_rss_mb = peak_rss_mb()
         results.put(("chunk", wid, summary))
@@ -345,7 +369,7 @@ def report(summary: Summary, args, wall: float) -> dict:
         "mean_case_ms": round(1000 * summary.case_seconds / max(summary.cases, 1), 3),
         "peak_rss_mb": round(summary.peak_rss_mb, 1),
         "rss_after_load_mb": round(summary.rss_after_load_mb, 1),
-        "largest_rss_jump": summary.rss_jump,
+        "max_case_peak_rss": summary.case_peak,
         "wall_s": round(wall, 1),
         "cases_per_s": round(summary.cases / wall, 1) if wall else None,
         "failures": summary.failures,
@@ -366,7 +390,8 @@ def print_summary(r: dict) -> None:
         ("valid, not decoded", r["not_decoded"]),
         ("max case time", f"{r['max_case_s']:.3f} s {r['max_case']} (mean {r['mean_case_ms']:.2f} ms)"),
         ("peak RSS", f"{r['peak_rss_mb']:.0f} MB per process ({r['rss_after_load_mb']:.0f} MB after loading "
-         f"the weights; largest jump {r['largest_rss_jump']})"),
+         f"the weights and decoding the seeds)"),
+        ("per-case peak RSS", f"at most {r['max_case_peak_rss'].get('mb', 'unmeasured')} MB {r['max_case_peak_rss']}"),
         ("wall time", f"{r['wall_s']:.1f} s ({r['cases_per_s']} cases/s)"),
     ]  # fmt: skip
     for name, value in rows:
@@ -410,6 +435,9 @@ def main(argv=None) -> int:
         return replay(args.replay, args)
     t0 = time.perf_counter()
     codec = load_codec(args.max_pixels)
+    from scripts.fuzz_mutators import CaseMaker
+    from scripts.fuzz_seeds import make_seeds
+
     seeds = make_seeds(codec)
     maker = CaseMaker(codec, seeds)
     print(f"{len(seeds)} seed files: " + ", ".join(f"{s.name} ({len(s.data)} B)" for s in seeds), file=sys.stderr)
@@ -421,7 +449,10 @@ def main(argv=None) -> int:
             summary.rss_after_load_mb = rss
         else:
             summary = run_parallel(args, codec, maker, seeds, progress)
-    summary.peak_rss_mb = max(summary.peak_rss_mb, peak_rss_mb(), peak_rss_mb(resource.RUSAGE_CHILDREN))
+    # CasePeak resets the kernel's high-water mark before each case, so ru_maxrss after the cases knows
+    # only the latest ones: a process's peak is the larger of its RSS after warming up and its cases' peaks
+    cases_peak = summary.case_peak.get("mb", 0.0)
+    summary.peak_rss_mb = max(summary.rss_after_load_mb, cases_peak, peak_rss_mb())
     summary.failures.sort(key=lambda f: f["index"])
     r = report(summary, args, time.perf_counter() - t0)
     print_summary(r)

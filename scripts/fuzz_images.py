@@ -55,7 +55,7 @@ from PIL import Image
 
 from codec.errors import CodecError
 from codec.images import DEFAULT_MAX_PIXELS, decode_image, to_rgb
-from scripts.fuzz_report import failure_record, write_outputs
+from scripts.fuzz_report import CasePeak, failure_record, write_outputs
 
 SEED_SIZES = ((16, 12), (37, 21))
 MUTATOR_WEIGHTS = {
@@ -476,9 +476,17 @@ class Summary:
     max_case: dict = field(default_factory=dict)
     case_seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    case_peak: dict = field(default_factory=dict)  # the case with the highest peak RSS during it
 
-    def add(self, case: Case, outcome: Outcome) -> None:
+    def add(self, case: Case, outcome: Outcome, case_peak_mb: float | None = None) -> None:
         self.cases += 1
+        if case_peak_mb is not None and case_peak_mb > self.case_peak.get("mb", 0.0):
+            self.case_peak = {
+                "index": case.index,
+                "mutator": case.mutator,
+                "seed": case.seed,
+                "mb": round(case_peak_mb, 1),
+            }
         self.must_refuse += case.must_refuse
         self.outcomes[outcome.kind] += 1
         self.by_mutator.setdefault(case.mutator, Counter())[outcome.kind] += 1
@@ -504,6 +512,8 @@ class Summary:
         if other.max_seconds > self.max_seconds:
             self.max_seconds, self.max_case = other.max_seconds, other.max_case
         self.peak_rss_mb = max(self.peak_rss_mb, other.peak_rss_mb)
+        if other.case_peak.get("mb", 0.0) > self.case_peak.get("mb", 0.0):
+            self.case_peak = other.case_peak
 
     @property
     def failed(self) -> bool:
@@ -527,7 +537,9 @@ def _worker(args, tasks, results, current, started):
         for index in range(*task):
             started.value, current.value = time.time(), index
             case = maker.case(args.seed, index)
-            summary.add(case, run_case(case, args.max_pixels, args.time_limit, maker.reference(case.seed)))
+            with CasePeak() as peak:
+                outcome = run_case(case, args.max_pixels, args.time_limit, maker.reference(case.seed))
+            summary.add(case, outcome, peak.mb)
         current.value = -1
         summary.peak_rss_mb = peak_rss_mb()
         results.put(summary)
@@ -603,6 +615,7 @@ def report(summary: Summary, args, wall: float) -> dict:
         "max_case": summary.max_case,
         "mean_case_ms": round(1000 * summary.case_seconds / max(summary.cases, 1), 3),
         "peak_rss_mb": round(summary.peak_rss_mb, 1),
+        "max_case_peak_rss": summary.case_peak,
         "wall_s": round(wall, 1),
         "failures": summary.failures,
     }
@@ -617,6 +630,9 @@ def print_summary(r: dict) -> None:
     print(f"{'failures':>16}  " + ", ".join(f"{f} {r[f.replace('-', '_')]}" for f in FAILURES))
     print(f"{'max case time':>16}  {r['max_case_s']:.3f} s {r['max_case']} (mean {r['mean_case_ms']:.2f} ms)")
     print(f"{'peak RSS':>16}  {r['peak_rss_mb']:.0f} MB; wall time {r['wall_s']:.1f} s")
+    print(
+        f"{'per-case peak':>16}  at most {r['max_case_peak_rss'].get('mb', 'unmeasured')} MB {r['max_case_peak_rss']}"
+    )
 
 
 def main(args) -> int:
@@ -640,7 +656,10 @@ def main(args) -> int:
     )
     with tqdm(total=args.cases, unit="case", smoothing=0.02) as progress:
         summary = run_watched(args, maker, progress)
-    summary.peak_rss_mb = max(summary.peak_rss_mb, peak_rss_mb(resource.RUSAGE_CHILDREN))
+    # CasePeak resets the kernel's high-water mark before each case: ru_maxrss afterwards knows only the
+    # latest cases, so the peak is the larger of that and the cases' own peaks
+    cases_peak = summary.case_peak.get("mb", 0.0)
+    summary.peak_rss_mb = max(summary.peak_rss_mb, cases_peak, peak_rss_mb(resource.RUSAGE_CHILDREN))
     summary.failures.sort(key=lambda f: f["index"])
     r = report(summary, args, time.perf_counter() - t0)
     print_summary(r)

@@ -57,6 +57,7 @@ MUTATOR_WEIGHTS = {
     "header-fields": 20,
     "sections": 9,
     "symbols": 8,
+    "claim-large": 5,
     "stacked": 7,
     "random": 5,
 }
@@ -80,6 +81,8 @@ class CaseMaker:
             return Case(index, mutator, self._header_fields(rng))
         if mutator == "sections":
             return Case(index, mutator, self._sections(rng))
+        if mutator == "claim-large":
+            return Case(index, mutator, self._claim_large(rng))
         if mutator == "random":
             n = rng.randrange(rng.choice((16, 64, 600)))
             data = (b"DP\x01" if rng.random() < 0.5 else b"") + rng.randbytes(n)
@@ -214,6 +217,23 @@ class CaseMaker:
             elif what == "magic":
                 f.magic = rng.choice([b"DQ", b"PD", b"dp", rng.randbytes(2)])
         return f.build(crc=rng.random() < CRC_FIX_RATE)
+
+    def _claim_large(self, rng: random.Random) -> bytes:
+        """A sound header (and CRC) claiming a large image over a seed's few coded bytes (its own
+        sections, none, or a little noise): at the pixel limit, just past it, 8192 x 8192 (the default
+        limit), or a long strip. Refused or decoded, within the time limit, never a crash."""
+        f = RawFields.of(rng.choice(self.seeds).data)
+        root = math.isqrt(self.codec.limits.max_pixels)
+        f.width, f.height = rng.choice(
+            [(root, root), (root + 1, root), (8192, 8192), (self.codec.limits.max_side, 64), (64, 4096), (root, 1)]
+        )
+        how = rng.choice(["own", "empty", "noise"])
+        if how == "empty":
+            f.z, f.y = b"", b""
+            f.y_rest = b"" if f.y_rest is not None else None
+        elif how == "noise":
+            f.z, f.y = rng.randbytes(rng.randint(1, 16)), rng.randbytes(rng.randint(1, 64))
+        return f.build(crc=True)
 
     def _sections(self, rng: random.Random) -> bytes:
         """A sound header (and CRC) around coded sections that do not belong to it."""

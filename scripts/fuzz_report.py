@@ -42,3 +42,27 @@ def write_outputs(
         info = {k: v for k, v in f.items() if k != "data_base64"}
         stem.with_suffix(".txt").write_text(json.dumps(info, indent=1) + text_end)
     print(f"{len(failures)} failing case(s) saved in {folder}/", file=sys.stderr)
+
+
+class CasePeak:
+    """The peak RSS of this process during one case (MB, weights and torch included): Linux resets
+    the high-water mark (VmHWM) when "5" is written to /proc/self/clear_refs. None elsewhere."""
+
+    def __enter__(self):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.mb = 0.0
+        except OSError:
+            self.mb = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.mb is not None:
+            try:
+                with open("/proc/self/status") as f:
+                    line = next(line for line in f if line.startswith("VmHWM:"))
+                self.mb = int(line.split()[1]) / 1024
+            except (OSError, StopIteration, ValueError):
+                self.mb = None
+        return False
