@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
     except KeyboardInterrupt as exc:
         return stopped(isinstance(exc, Terminated))
+    except BrokenPipeError:  # `dpc info x.dpc | head -3`: the reader has what it wanted
+        _quiet_stdout()
+        return 0
     except Exception as exc:  # a bug, not bad input: still one line unless asked
         if received:  # what a signal swallowed mid-import left half-done (a module without its names)
             return stopped(signal.SIGTERM in received)
@@ -75,6 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, old_sigterm)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit after the reader closed the pipe does
+    not raise again (Python's advice for SIGPIPE-less programs)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout replaced (the tests capture it): nothing to flush
+        pass
 
 
 def _parser():

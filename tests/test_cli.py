@@ -458,3 +458,25 @@ def test_a_fifo_with_a_writer_is_read_to_its_end(dpc, tmp_path, small_dpc):
     writer.join(10)
     assert r.code == 0, r.err
     assert re.search(rf"^bytes:\s+{len(small_dpc)}\b", r.out, re.M), r.out
+
+
+def test_info_into_a_closed_pipe_is_quiet_and_exits_0(tmp_path, small_dpc):
+    """`dpc info x.dpc | head -1`: the reader has what it wanted; no "internal error", exit 0 (issue #30: 70)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "x.dpc"
+    path.write_bytes(small_dpc)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before dpc writes: its first write meets a broken pipe
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "dpc.entry", "info", str(path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (0, "")
