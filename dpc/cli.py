@@ -34,7 +34,7 @@ import threading
 from pathlib import Path
 
 from codec.errors import CodecError, InvalidOptionError
-from codec.options import check_tile
+from codec.options import check_fidelity, check_tile
 
 # Only light modules here (no numpy, torch or PIL): `dpc` (dpc/entry.py, or main() here) sets
 # its signal handling before anything slow is imported, so Ctrl-C in the first seconds ends as later.
@@ -122,10 +122,7 @@ def _decompress(args) -> int:
     output = _output(args, ".png")
     cluster = _cluster(args)
     refine = refine_overrides(args)
-    if args.fidelity and refine:
-        raise InvalidOptionError(
-            f"--fidelity decodes without refinement; drop --{' --'.join(refine).replace('_', '-')}"
-        )
+    check_fidelity(args.fidelity, refine)  # the library's own checks, before any file is touched
     check_tile(args.tile)
     jobs = folder_jobs(args.input, output, {".dpc"}, ".png")
     task = _task(args, quality=0, refine=refine, tile=args.tile, fidelity=args.fidelity)

@@ -1,4 +1,4 @@
-"""Arguments of `dpc eval` (the command itself lives in dpc/cli.py's parser)."""
+"""Arguments of `dpc eval` (the command itself lives in dpc/arguments.py's parser)."""
 
 import argparse
 from pathlib import Path

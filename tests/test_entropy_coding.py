@@ -108,7 +108,7 @@ def test_multidimensional_symbols_keep_shape_and_raster_order(z_tables):
 
 
 def test_real_latents_round_trip_through_the_entropy_coder(codec, textured_image):
-    """The symbols Codec.analyse produces for a photo, with the indexes the decoder derives."""
+    """The symbols Codec.stages.analyse produces for a photo, with the indexes the decoder derives."""
     import torch
 
     symbols = codec.stages.analyse(textured_image, 6)

@@ -1,4 +1,4 @@
-"""Every way `dpc` can end has its documented exit code (codec/exit_codes.py), in `dpc --help` and in
+"""Every way `dpc` can end has its documented exit code (dpc/exit_codes.py), in `dpc --help` and in
 docs/cli.md (the exit-code table, moved there from the README); here each one is provoked, one by one,
 and ends in at most one line on stderr.
 Ctrl-C and SIGTERM included, also while the slow imports (torch) still run."""
