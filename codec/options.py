@@ -49,7 +49,7 @@ def check_fidelity(fidelity: bool, overrides: dict) -> None:
     """A fidelity decode does not refine: refinement overrides (those not None) are an InvalidOptionError."""
     given = [k for k, v in overrides.items() if v is not None]
     if fidelity and given:
-        raise InvalidOptionError(f"fidelity decoding does not refine; drop {', '.join(given)}")
+        raise InvalidOptionError(f"fidelity decoding (--fidelity) does not refine; drop {', '.join(given)}")
 
 
 def with_overrides(settings, overrides: dict):

@@ -5,6 +5,9 @@ and their BD-rates (what chooses between codecs; Kodak, the test set, is never u
         --codec dpc-v2=default:-2,-1,0,1,2,3 --codec dpc-v3=.data/dpc-v3.safetensors:-1,0,1,2,3,4 \\
         --out rd/codec_validation.csv
 
+With --folder DIR, the images of DIR instead (e.g. `python -m scripts.unseen_photos .data/unseen`:
+photos in neither the training set nor Kodak, to check a choice made on the split).
+
 Each --codec is LABEL=WEIGHTS:QUALITIES (WEIGHTS `default` = the shipped codec). Every photo of the
 BSDS500 `val` split (native size; the first --images of them, sorted) is compressed at each
 quality; rate = file bytes x 8 / pixels, header included. Per file: PSNR, MS-SSIM, LPIPS-Alex,
@@ -24,7 +27,7 @@ from codec import Codec
 from eval.metrics import bits_per_pixel, msssim, psnr
 from eval.perceptual import DISTSMetric, LPIPSMetric
 from eval.report import bd_pair
-from scripts.common import validation_photos
+from scripts.common import folder_photos, validation_photos
 
 FIELDS = ["image", "codec", "quality", "bytes", "bpp", "psnr", "msssim", "lpips", "dists"]
 METRICS = ("psnr", "msssim", "lpips", "dists")
@@ -68,6 +71,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("train_dir", type=Path, nargs="?")
     ap.add_argument("--images", type=int, default=16, help="first N validation photos (0 = all 100)")
+    ap.add_argument(
+        "--folder", type=Path, help="the images of this folder instead (photos neither split holds: a check)"
+    )
     ap.add_argument("--codec", action="append", default=[], help="LABEL=WEIGHTS:Q1,Q2,... (WEIGHTS: default)")
     ap.add_argument("--metric-weights", type=Path, default=Path("../shared/data/weights"))
     ap.add_argument("--out", type=Path, default=Path("rd/codec_validation.csv"))
@@ -77,7 +83,10 @@ def main() -> None:
         summarise(args.out)
         return
     lpips, dists = LPIPSMetric.load(args.metric_weights), DISTSMetric.load(args.metric_weights)
-    photos = validation_photos(args.train_dir, args.images)
+    if args.folder is not None:
+        photos = folder_photos(args.folder)[: args.images or None]
+    else:
+        photos = validation_photos(args.train_dir, args.images)
     done = set()
     if args.out.exists():
         done = {(r["image"], r["codec"], r["quality"]) for r in csv.DictReader(open(args.out))}
