@@ -23,6 +23,7 @@ from .entropy import Sections
 from .errors import BitstreamError, ModelMismatchError
 from .options import PAD_MULTIPLE
 from .quality_scale import RateScale
+from .shipped import check_coding
 
 
 class FileFormat:
@@ -68,12 +69,7 @@ class FileFormat:
                 f"file was made with other model weights (model id {container.header.model_id:04x}; "
                 f"loaded weights are {self.model_id:04x})"
             )
-        if (container.header.version >= TWO_PASS_VERSION) != self.two_pass:
-            raise BitstreamError(
-                f"corrupt header: format version {container.header.version} does not fit these weights "
-                f"(they code y in {'two passes, version 4' if self.two_pass else 'one pass, versions 1-3'})"
-            )
-        self.rates.check(container.header.rate, BitstreamError)
+        check_coding(container.header, self.rates, self.two_pass)
         return container
 
     @staticmethod

@@ -88,14 +88,28 @@ def coding_config(path: Path) -> CodingConfig:
     )
 
 
+def check_coding(header, rates, two_pass: bool) -> None:
+    """BitstreamError unless weights with this RateScale and pass count can decode a file with this
+    header: its format version (two-pass y: version 4) and its quality. FileFormat.check asks the
+    same of the loaded weights; `refuse_early` of a shipped model's, without torch."""
+    from bitstream import TWO_PASS_VERSION
+
+    from .errors import BitstreamError
+
+    if (header.version >= TWO_PASS_VERSION) != two_pass:
+        raise BitstreamError(
+            f"corrupt header: format version {header.version} does not fit these weights "
+            f"(they code y in {'two passes, version 4' if two_pass else 'one pass, versions 1-3'})"
+        )
+    rates.check(header.rate, BitstreamError)
+
+
 def refuse_early(container) -> None:
     """BitstreamError for what decompress would refuse of a file a shipped model made (a quality it
     has no level for, a format version its coding does not write, sections too short for the symbols
     the header claims); nothing for other models' files (only their weights can tell). No torch."""
-    from bitstream import TWO_PASS_VERSION
     from bitstream.capacity import check_sections_capacity
 
-    from .errors import BitstreamError
     from .quality_scale import RateScale
 
     header = container.header
@@ -106,9 +120,7 @@ def refuse_early(container) -> None:
         config = coding_config(path)
     except (OSError, ValueError, KeyError, TypeError):
         return  # decompress explains what is wrong with the weights
-    RateScale(config.levels).check(header.rate, BitstreamError)
-    if (header.version >= TWO_PASS_VERSION) != config.two_pass:
-        raise BitstreamError(f"corrupt header: format version {header.version} does not fit the weights it names")
+    check_coding(header, RateScale(config.levels), config.two_pass)
     name = next(n for n, p in SHIPPED_MODELS.items() if p == path)
     z_side = [-(-side // LATENT_PAD) * LATENT_PAD // Z_FACTOR for side in (header.height, header.width)]
     z_count = config.z_channels * z_side[0] * z_side[1]
