@@ -13,6 +13,9 @@ _SOURCES = {  # public name -> the submodule that defines it (imported on first 
     **dict.fromkeys(
         (
             "FORMAT_VERSION",
+            "LAYOUT_CENTRED",
+            "LAYOUT_TWO_PASS",
+            "LAYOUT_VERSION",
             "MAGIC",
             "RATE_OFFSET_VERSION",
             "TWO_PASS_VERSION",

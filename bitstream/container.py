@@ -14,6 +14,11 @@ Version 4 (weights with a checkerboard context, codec/entropy/context.py) always
 offset and codes y in two passes: ... | z section | y anchors length varint | y anchors section
 | y non-anchors section (runs up to the trailer) | symbol check | CRC.
 
+Version 5 (every new file) always has the rate offset, then a layout byte: bit 0 = y in two
+passes (sections as in version 4), bit 1 = the image is centred in its padded canvas (the decoder
+crops at `Header.offset`; before, the image sat top-left and its borders and 1 x N images
+decoded badly, at the canvas edge). The other bits are reserved: a file that sets them is refused.
+
 A typical 768x512 file spends 20 bytes outside the coded sections (19 when
 the z section is under 128 bytes): 4 of them are the decoder hints.
 Parsing checks every field against `BitstreamLimits` before anything is sized
@@ -34,7 +39,11 @@ MAGIC = b"DP"
 FORMAT_VERSION = 2  # 2: decoder hints carry the refinement settings (bitstream/hints.py)
 RATE_OFFSET_VERSION = 3  # 3: adds a rate offset (written only for rates off the trained levels)
 TWO_PASS_VERSION = 4  # 4: y in two sections (checkerboard anchors, then the rest); the rate offset always
-SUPPORTED_VERSIONS = (1, 2, 3, 4)
+LAYOUT_VERSION = 5  # 5: a layout byte (LAYOUT_TWO_PASS, LAYOUT_CENTRED) after the rate offset
+SUPPORTED_VERSIONS = (1, 2, 3, 4, 5)
+LAYOUT_TWO_PASS = 0x01
+LAYOUT_CENTRED = 0x02
+_LAYOUT_BITS = LAYOUT_TWO_PASS | LAYOUT_CENTRED
 MAX_HINTS_BYTES = 64
 # 67 Mpx, e.g. 8192 x 8192: the default cap on images and .dpc files. Decoding work and memory
 # follow the size a header claims (docs/reliability.md): services decoding untrusted files may want less.
@@ -72,6 +81,19 @@ class Header:
     hints: bytes = b""  # decoder hints: packed RefineSettings (bitstream/hints.py)
     version: int = FORMAT_VERSION
     rate_offset: int = 0  # version 3: -128..127, in 1/RATE_STEPS of a level from `quality`
+    layout: int = 0  # version 5: LAYOUT_TWO_PASS | LAYOUT_CENTRED bits
+
+    @property
+    def two_pass(self) -> bool:
+        """y is coded in two sections (checkerboard anchors, then the rest): version 4, or 5 with the bit."""
+        return self.version == TWO_PASS_VERSION or bool(
+            self.version >= LAYOUT_VERSION and self.layout & LAYOUT_TWO_PASS
+        )
+
+    @property
+    def centred(self) -> bool:
+        """The image sits centred in its padded canvas (version 5 with the bit), else top-left."""
+        return bool(self.version >= LAYOUT_VERSION and self.layout & LAYOUT_CENTRED)
 
     @property
     def rate(self) -> RatePoint:
@@ -94,9 +116,9 @@ class Header:
 class Container:
     header: Header
     z_data: bytes  # entropy-coded hyper-latent symbols
-    y_data: bytes  # entropy-coded latent symbols (version 4: the checkerboard's anchors)
+    y_data: bytes  # entropy-coded latent symbols (two-pass: the checkerboard's anchors)
     symbol_check: int  # 16-bit check of the decoded symbols
-    y_rest_data: bytes | None = None  # version 4 only: the other latent symbols (second pass)
+    y_rest_data: bytes | None = None  # two-pass only: the other latent symbols (second pass)
 
     @property
     def overhead_bytes(self) -> int:
@@ -114,10 +136,12 @@ def write_container(c: Container) -> bytes:
     if len(h.hints) > MAX_HINTS_BYTES:
         raise ValueError(f"decoder hints exceed {MAX_HINTS_BYTES} bytes")
     if not -128 <= h.rate_offset <= 127 or (h.rate_offset and h.version < RATE_OFFSET_VERSION):
-        raise ValueError("a rate offset needs format version 3 or 4 and must fit in -128..127")
-    if (c.y_rest_data is not None) != (h.version >= TWO_PASS_VERSION):
-        raise ValueError(f"a second y section is written exactly in format version {TWO_PASS_VERSION}")
-    two_pass = h.version >= TWO_PASS_VERSION
+        raise ValueError("a rate offset needs format version 3 or later and must fit in -128..127")
+    if h.layout & ~_LAYOUT_BITS or (h.layout and h.version < LAYOUT_VERSION):
+        raise ValueError(f"format version {h.version} with layout {h.layout:#x} cannot be written")
+    two_pass = h.two_pass
+    if (c.y_rest_data is not None) != two_pass:
+        raise ValueError("a second y section is written exactly for two-pass files")
     body = b"".join(
         [
             MAGIC,
@@ -127,6 +151,7 @@ def write_container(c: Container) -> bytes:
             encode_varint(h.height),
             bytes([h.quality | (_HINTS_FLAG if h.hints else 0)]),
             struct.pack("<b", h.rate_offset) if h.version >= RATE_OFFSET_VERSION else b"",
+            bytes([h.layout]) if h.version >= LAYOUT_VERSION else b"",
             encode_varint(len(h.hints)) if h.hints else b"",
             h.hints,
             encode_varint(len(c.z_data)),
@@ -205,6 +230,9 @@ def read_header(data: bytes, limits: BitstreamLimits = BitstreamLimits()) -> tup
     if quality == 0:
         raise BitstreamError("corrupt header: quality level 0")
     rate_offset = struct.unpack("<b", r.take(1, "rate offset"))[0] if version >= RATE_OFFSET_VERSION else 0
+    layout = r.take(1, "layout")[0] if version >= LAYOUT_VERSION else 0
+    if layout & ~_LAYOUT_BITS:
+        raise BitstreamError(f"corrupt header: unknown layout bits {layout:#04x}")
     n_hints = r.varint("hints length") if flags & _HINTS_FLAG else 0
     if n_hints > MAX_HINTS_BYTES or (flags & _HINTS_FLAG and n_hints == 0):
         raise BitstreamError(f"corrupt header: {n_hints} bytes of decoder hints")
@@ -217,6 +245,7 @@ def read_header(data: bytes, limits: BitstreamLimits = BitstreamLimits()) -> tup
         hints=hints,
         version=version,
         rate_offset=rate_offset,
+        layout=layout,
     )
     header.refine  # noqa: B018 - malformed hints are refused here, before any decoding
     return header, r
@@ -228,7 +257,7 @@ def read_container(data: bytes, limits: BitstreamLimits = BitstreamLimits()) -> 
     z_len = r.varint("z section length")
     z_data = r.take(z_len, "z section")
     y_rest_data = None
-    if header.version >= TWO_PASS_VERSION:
+    if header.two_pass:
         y_data = r.take(r.varint("y anchors section length"), "y anchors section")
         y_rest_data = r.take(r.end - r.pos, "y section")
     else:

@@ -31,15 +31,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .canvas import Canvas
 from .entropy import HyperpriorCodec, Symbols
 from .entropy.compressor import SCALE_MIN, SYMBOL_LIMIT, HyperParams, medians, scale_table
 from .entropy.context import anchor_mask
 from .errors import InvalidOptionError
 from .image_tensors import image_to_tensor
-from .options import PAD_MULTIPLE, check_effort
+from .options import check_effort
 from .pixels import PLAIN_HALO
 from .placement import on_device
-from .tiling import pad_to_multiple, tile_map
+from .tiling import tile_map
 
 # Adam steps per effort level: each costs one pass of g_s and the fidelity decoder, forward and
 # backward, over the image (docs/effort.md has the time per Kodak image and what each level saves).
@@ -123,10 +124,11 @@ class EffortSearch:
     def run_on_image(self, image, latent: Tensor, level: float, effort: int, options, progress=None) -> SearchResult:
         """`run` for a PIL image and its latent, on the device `options` (RunOptions) name, with the
         decoder and compressor placed there for the search; `progress("effort", done, total)`."""
-        x = pad_to_multiple(image_to_tensor(image).to(options.device), PAD_MULTIPLE)
+        canvas = Canvas(image.height, image.width)  # as Codec.encode placed the image for `latent`
+        x = canvas.pad(image_to_tensor(image).to(options.device))
         hook = (lambda done, total: progress("effort", done, total)) if progress else None
         with on_device(self.decoder, options), on_device(self.compressor, options):
-            return self.run(x, latent, level, effort, (image.height, image.width), hook)
+            return self.run(x, latent, level, effort, canvas, hook)
 
     def run(
         self,
@@ -134,10 +136,11 @@ class EffortSearch:
         latent: Tensor,
         level: float,
         effort: int,
-        size: tuple[int, int],
+        canvas: Canvas,
         progress: Callable[[int, int], None] | None = None,
     ) -> SearchResult:
-        """x (1,3,H_pad,W_pad) in [0,1], its latent (1,C,H_pad/8,W_pad/8), size (H, W) of the real image.
+        """x (1,3,H_pad,W_pad) in [0,1], its latent (1,C,H_pad/8,W_pad/8); `canvas`: where the
+        real image sits in x.
 
         `progress(done, total)` after every step (total: the level's iterations x tiles).
         """
@@ -149,8 +152,10 @@ class EffortSearch:
             with torch.no_grad():
                 x, latent = x.clone(), latent.clone()  # normal tensors: autograd may see them
                 mask = torch.zeros_like(x[:, :1])
-                mask[..., : size[0], : size[1]] = 1
-                target = _Target(x, mask, comp.gains(level)[0].float(), self.lam(level), size[0] * size[1])
+                canvas.crop(mask).fill_(1)  # a view: the image's own pixels count
+                pixels = canvas.height * canvas.width
+                target = _Target(x, mask, comp.gains(level)[0].float(), self.lam(level), pixels)
+
                 v = comp.g_a(latent) * target.gain_y
             best = self._exact(v, target, level)  # the one-pass symbols: never returned worse
             synthesis = _StepSynthesis(comp.g_s, self.decoder)

@@ -6,9 +6,9 @@ parse: bytes -> container (the header read once); check: refused unless these we
 """
 
 from bitstream import (
-    FORMAT_VERSION,
-    RATE_OFFSET_VERSION,
-    TWO_PASS_VERSION,
+    LAYOUT_CENTRED,
+    LAYOUT_TWO_PASS,
+    LAYOUT_VERSION,
     BitstreamLimits,
     Container,
     Header,
@@ -30,24 +30,21 @@ class FileFormat:
     """The container side of one set of weights: its model id, rate scale and limits."""
 
     def __init__(self, model_id: int, rates: RateScale, limits: BitstreamLimits, two_pass: bool = False):
-        """`two_pass`: the weights code y in two checkerboard passes (format version 4)."""
+        """`two_pass`: the weights code y in two checkerboard passes."""
         self.model_id, self.rates, self.limits, self.two_pass = model_id, rates, limits, two_pass
 
     def header(self, width: int, height: int, rate: RatePoint, refine: RefineSettings) -> Header:
-        """The header of a new file: version 4 for two-pass weights; else 3 only when the rate is
-        off the trained levels, 2 otherwise."""
-        if self.two_pass:
-            version = TWO_PASS_VERSION
-        else:
-            version = RATE_OFFSET_VERSION if rate.offset else FORMAT_VERSION
+        """The header of a new file: format version 5, the image centred in its canvas
+        (codec/canvas.py), y in one or two passes as the weights code it."""
         return Header(
             width=width,
             height=height,
             quality=rate.nearest,
             model_id=self.model_id,
             hints=pack_hints(refine) if refine.steps else b"",
-            version=version,
+            version=LAYOUT_VERSION,
             rate_offset=rate.offset,
+            layout=LAYOUT_CENTRED | (LAYOUT_TWO_PASS if self.two_pass else 0),
         )
 
     @staticmethod

@@ -5,11 +5,11 @@
     data = c.compress(pil_image, quality=3)   # bytes of a .dpc file
     image = c.decompress(data)                # PIL RGB image, same size as the input
 
-    compress:    image -> pad to 64 -> autoencoder E (tiles) -> latent (1,C,H/8,W/8)
+    compress:    image -> canvas (centred, padded to 64) -> autoencoder E (tiles) -> latent (1,C,H/8,W/8)
                  -> entropy stage (codec/entropy): symbols -> z / y bytes -> container (bitstream/)
     decompress:  bytes -> container -> entropy stage -> coarse latent
                  -> refinement (codec/refinement.py; steps as the header records, often 0) -> latent
-                 -> pixel decoder on tiles (codec/tiling.py) -> crop -> image:
+                 -> pixel decoder on tiles (codec/tiling.py) -> crop the canvas -> image:
                     the perceptual decoder conditioned on the file's rate level by default
                     (codec/models/perceptual_decoder.py); the autoencoder's MSE decoder with
                     fidelity=True (no refinement: the highest PSNR / MS-SSIM)
@@ -27,6 +27,7 @@ from PIL import Image
 from bitstream import BitstreamLimits, Header, RatePoint, RefineSettings, read_header
 
 from .bpp_target import search_bpp
+from .canvas import Canvas
 from .effort import EffortSearch
 from .entropy import HyperpriorCodec, Symbols
 from .file_format import FileFormat
@@ -35,14 +36,13 @@ from .images import encodable
 from .model_files import ModelBundle, load_model
 from .models.taef2 import Taef2
 from .older_models import OlderModels
-from .options import DEFAULT_TILE, PAD_MULTIPLE, RunOptions, check_effort, check_fidelity, check_tile, with_overrides
+from .options import DEFAULT_TILE, RunOptions, check_effort, check_fidelity, check_tile, with_overrides
 from .pixels import PixelDecoders, Taef2Pixels
 from .placement import on_device
 from .quality_scale import DEFAULT_QUALITY, RateScale
 from .refinement import NoRefiner, Refiner
 from .runners import Runners
 from .stages import Stages
-from .tiling import pad_to_multiple
 
 __all__ = ["DEFAULT_QUALITY", "Codec", "Symbols"]
 
@@ -175,12 +175,12 @@ class Codec:
 
     @torch.inference_mode()
     def encode(self, image) -> torch.Tensor:
-        """Image -> autoencoder latent (1,C,H_pad/8,W_pad/8), edges replicated to a multiple of 64;
-        on tiles for large images (flat memory)."""
+        """Image -> autoencoder latent (1,C,H_pad/8,W_pad/8) of its canvas: the image centred, its
+        edges replicated to a multiple of 64 (codec/canvas.py); on tiles for large images (flat memory)."""
         return self._encode_rgb(encodable(image, self.limits))
 
     def _encode_rgb(self, image: Image.Image) -> torch.Tensor:
-        x = pad_to_multiple(image_to_tensor(image).to(self.device), PAD_MULTIPLE)
+        x = Canvas(image.height, image.width).pad(image_to_tensor(image).to(self.device))
         with on_device(self.autoencoder.encoder, self.options):
             return self.autoencoder.encode_tiled(x, ENCODE_TILE)
 
@@ -222,7 +222,7 @@ class Codec:
             settings = with_overrides(header.refine, overrides)
             latent = codec.refiner.refine(latent, header.quality, settings, bool(tile), progress)
         x = codec.pixels.decode(latent, tile, None if fidelity else header.level, progress)
-        return tensor_to_image(x[..., : header.height, : header.width])
+        return tensor_to_image(Canvas.of_header(header).crop(x))
 
     @property
     def stages(self) -> "Stages":

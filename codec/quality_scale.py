@@ -88,8 +88,10 @@ class RateScale:
         low, high = self.span
         grid = [(q - 1) * RATE_STEPS for q in range(low, high + 1)]
         below = [g for g in grid if bpp(g) <= target]
-        a = below[-1] if below else grid[0]
-        b = next((g for g in grid if g > a and bpp(g) > target), a)
+        if not below or below[-1] == grid[-1]:  # beyond reach: the end of the scale, even where the
+            return self.point_at(below[-1] if below else grid[0])  # rate wobbles between fine steps
+        a = below[-1]
+        b = next(g for g in grid if g > a and bpp(g) > target)
         while b - a > 1:
             mid = (a + b) // 2
             a, b = (mid, b) if bpp(mid) <= target else (a, mid)

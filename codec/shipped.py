@@ -43,7 +43,7 @@ Z_FACTOR = 64  # image px per z position: autoencoder 8 x compressor 2 x hyperpr
 @dataclass(frozen=True)
 class CodingConfig:
     levels: int  # trained rate levels
-    two_pass: bool  # y in two checkerboard passes (format version 4)
+    two_pass: bool  # y in two checkerboard passes (format version 4, or 5 with the layout bit)
     y_channels: int = 0
     z_channels: int = 0
 
@@ -90,16 +90,14 @@ def coding_config(path: Path) -> CodingConfig:
 
 def check_coding(header, rates, two_pass: bool) -> None:
     """BitstreamError unless weights with this RateScale and pass count can decode a file with this
-    header: its format version (two-pass y: version 4) and its quality. FileFormat.check asks the
+    header: its pass count (format version 4, or 5 with the layout bit) and its quality. FileFormat.check asks the
     same of the loaded weights; `refuse_early` of a shipped model's, without torch."""
-    from bitstream import TWO_PASS_VERSION
-
     from .errors import BitstreamError
 
-    if (header.version >= TWO_PASS_VERSION) != two_pass:
+    if header.two_pass != two_pass:
         raise BitstreamError(
-            f"corrupt header: format version {header.version} does not fit these weights "
-            f"(they code y in {'two passes, version 4' if two_pass else 'one pass, versions 1-3'})"
+            f"corrupt header: y in {'two passes' if header.two_pass else 'one pass'} (format version "
+            f"{header.version}) does not fit these weights, which code it in {'two' if two_pass else 'one'}"
         )
     rates.check(header.rate, BitstreamError)
 

@@ -5,7 +5,9 @@ and their BD-rates (what chooses between codecs; Kodak, the test set, is never u
         --codec dpc-v2=default:-2,-1,0,1,2,3 --codec dpc-v3=.data/dpc-v3.safetensors:-1,0,1,2,3,4 \\
         --out rd/codec_validation.csv
 
-With --folder DIR, the images of DIR instead (e.g. `python -m scripts.unseen_photos .data/unseen`:
+With --multiple-of N, each photo is first centre-cropped to sides that are multiples of N (64:
+sides the codec pads nothing to, as Kodak's 768 x 512, to compare edge handling). With --folder DIR,
+the images of DIR instead (e.g. `python -m scripts.unseen_photos .data/unseen`:
 photos in neither the training set nor Kodak, to check a choice made on the split).
 
 Each --codec is LABEL=WEIGHTS:QUALITIES (WEIGHTS `default` = the shipped codec). Every photo of the
@@ -37,6 +39,13 @@ def parse_codec(spec: str) -> tuple[str, str, list[float]]:
     label, rest = spec.split("=", 1)
     weights, qualities = rest.rsplit(":", 1)
     return label, weights, [float(q) for q in qualities.split(",")]
+
+
+def centre_crop_to_multiple(image: Image.Image, multiple: int) -> Image.Image:
+    """The centre of `image` with sides rounded down to multiples of `multiple` (at least one)."""
+    w, h = (max(side // multiple, 1) * multiple for side in image.size)
+    left, top = (image.width - w) // 2, (image.height - h) // 2
+    return image.crop((left, top, left + w, top + h)) if (w, h) != image.size else image
 
 
 def summarise(path: Path, images: set[str] | None = None) -> None:
@@ -78,6 +87,7 @@ def main() -> None:
     ap.add_argument("--metric-weights", type=Path, default=Path("../shared/data/weights"))
     ap.add_argument("--out", type=Path, default=Path("rd/codec_validation.csv"))
     ap.add_argument("--summary", action="store_true", help="only summarise --out")
+    ap.add_argument("--multiple-of", type=int, default=1, help="centre-crop each photo to sides that are multiples")
     args = ap.parse_args()
     if args.summary:
         summarise(args.out)
@@ -100,7 +110,7 @@ def main() -> None:
             label, weights, qualities = parse_codec(spec)
             codec = Codec.load(None if weights == "default" else weights)
             for path in photos:
-                original = Image.open(path).convert("RGB")
+                original = centre_crop_to_multiple(Image.open(path).convert("RGB"), args.multiple_of)
                 for q in qualities:
                     if (path.name, label, str(q)) in done:
                         continue

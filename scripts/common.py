@@ -28,6 +28,7 @@ import torch
 from PIL import Image, ImageOps
 
 from codec import Codec
+from codec.canvas import Canvas
 from codec.entropy.compressor import MEAN_GRID, HyperpriorCompressor, medians
 from codec.images import IMAGE_SUFFIXES
 from eval.metrics import bits_per_pixel, msssim, psnr
@@ -137,11 +138,11 @@ def build_cache(train_dir: Path, cache: Path, qualities, seed: int = 0) -> dict:
         extra = round(float(rng.uniform(low, high)) * 32) / 32
         wanted = [*qualities, extra]
         _, by_quality = codec.stages.latent_pairs(im, wanted)
-        h, w = im.height // 8, im.width // 8
+        rows, cols = Canvas(im.height, im.width).latent_box()  # the photo's own latent px
         names.append(path.name)
-        photos.append(np.asarray(im)[: 8 * h, : 8 * w])
+        photos.append(np.asarray(im)[: 8 * (rows.stop - rows.start), : 8 * (cols.stop - cols.start)])
         qs.append(np.array(wanted, dtype=np.float32))
-        coarse.append(np.stack([by_quality[q][0, :, :h, :w].numpy() for q in wanted]).astype(np.float16))
+        coarse.append(np.stack([by_quality[q][0, :, rows, cols].numpy() for q in wanted]).astype(np.float16))
         if i % 50 == 0:
             print(f"cache: {i}/{len(paths)} photos, {time.time() - t0:.0f} s", flush=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -165,9 +166,9 @@ def latent_cache(pack: Path, cache: Path) -> tuple[list[np.ndarray], list[np.nda
     t0 = time.time()
     for i, im in enumerate(pack_images(pack)):
         latent, coarse = codec.stages.latent_pairs(im)
-        h, w = im.height // 8, im.width // 8
-        latents.append(latent[0, :, :h, :w].numpy().astype(np.float16))
-        coarses.append(torch.cat([coarse[q] for q in codec.qualities])[:, :, :h, :w].numpy().astype(np.float16))
+        rows, cols = Canvas(im.height, im.width).latent_box()  # the photo's own latent px
+        latents.append(latent[0, :, rows, cols].numpy().astype(np.float16))
+        coarses.append(torch.cat([coarse[q] for q in codec.qualities])[:, :, rows, cols].numpy().astype(np.float16))
         if i % 100 == 0:
             print(f"latents: {i} images, {time.time() - t0:.0f} s", flush=True)
     cache.parent.mkdir(parents=True, exist_ok=True)

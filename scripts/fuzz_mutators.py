@@ -9,7 +9,7 @@ Every case mutates seeds; the mutations are:
     splice          the head of one file joined to the tail of another
     insert, delete  1..16 bytes inserted or removed at a random point
     header-fields   1..3 header fields (magic, version, model id, width, height,
-                    quality, hints flag/length/bytes, z length, symbol check) set to
+                    quality, layout, hints flag/length/bytes, z length, symbol check) set to
                     random or boundary values, written with a raw writer that
                     accepts out-of-range values (non-terminated varints included)
     sections        a sound header around random, swapped, emptied or cut sections
@@ -176,6 +176,7 @@ class CaseMaker:
                 "check",
                 "varint",
                 "version",
+                "layout",
                 "magic",
             ],
             rng.randint(1, 3),
@@ -205,7 +206,7 @@ class CaseMaker:
                     0,
                     rng.choice([0, len(f.z) + rng.randint(-4, 4), total, total + 1, total + 4, rng.randrange(1 << 28)]),
                 )
-            elif what == "y_len":  # version 4: the anchors section's length; else adds one
+            elif what == "y_len":  # two-pass files: the anchors section's length; else adds one
                 f.y_rest = f.y_rest if f.y_rest is not None else rng.randbytes(rng.randint(0, 8))
                 f.y_len = rng.choice([0, len(f.y) + rng.randint(-4, 4), len(f.y) + len(f.y_rest) + 1, 1 << 28])
             elif what == "check":
@@ -213,7 +214,10 @@ class CaseMaker:
             elif what == "varint":
                 f.width_pad, f.height_pad = rng.choice([(1, 0), (0, 2), (3, 3), (4, 0)])
             elif what == "version":
-                f.version = rng.choice([0, 1, 2, 3, 4, 255])
+                f.version = rng.choice([0, 1, 2, 3, 4, 5, 6, 255])
+            elif what == "layout":  # version 5's layout byte: the pass count flipped, reserved bits set
+                f.version = 5
+                f.layout = rng.choice([f.layout ^ 1, f.layout ^ 2, 4, 0x80, rng.randrange(256)])
             elif what == "magic":
                 f.magic = rng.choice([b"DQ", b"PD", b"dp", rng.randbytes(2)])
         return f.build(crc=rng.random() < CRC_FIX_RATE)
@@ -257,7 +261,7 @@ class CaseMaker:
             f.y = b""
         elif how == "cut":
             f.y = f.y[: rng.randrange(len(f.y) + 1)]
-        elif how == "random-rest":  # version 4's second pass
+        elif how == "random-rest":  # a two-pass file's second pass
             f.y_rest = rng.randbytes(rng.randrange(2 * len(f.y_rest) + 8))
         elif how == "swap-passes":
             f.y, f.y_rest = f.y_rest, f.y

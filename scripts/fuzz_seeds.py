@@ -76,9 +76,10 @@ def make_seeds(codec: Codec, sizes=SEED_SIZES, qualities=None, legacy: bool = Tr
         seeds.append(seed_from_bytes(codec, f"{width}x{height}-q{quality}", data))
     c = read_container(seeds[len(seeds) // 2].data)
     # Version 1 files may carry opaque hints, which readers keep and ignore (one-pass weights only:
-    # two-pass weights write version 4 alone, whose hints are the refinement settings).
+    # version 1 has one y section; later versions' hints are the refinement settings).
     if c.y_rest_data is None:
-        hinted = Container(replace(c.header, hints=b"fuzz-hints", version=1), c.z_data, c.y_data, c.symbol_check)
+        version_1 = replace(c.header, hints=b"fuzz-hints", version=1, rate_offset=0, layout=0)
+        hinted = Container(version_1, c.z_data, c.y_data, c.symbol_check)
         seeds.append(seed_from_bytes(codec, seeds[len(seeds) // 2].name + "-hints", write_container(hinted)))
     else:
         refine = RefineSettings(steps=2, sampler="ddim", guidance=1.0)
@@ -141,8 +142,9 @@ class RawFields:
     width_pad: int = 0  # redundant varint bytes
     height_pad: int = 0
     rate_offset: int = 0  # version 3 and later: written as one raw byte
-    y_rest: bytes | None = None  # version 4: the second y section (None: not written)
-    y_len: int | None = None  # version 4: the first y section's length field (None: len(y))
+    layout: int = 0  # version 5 and later: written as one raw byte after the rate offset
+    y_rest: bytes | None = None  # two-pass files: the second y section (None: not written)
+    y_len: int | None = None  # two-pass files: the first y section's length field (None: len(y))
 
     @classmethod
     def of(cls, data: bytes) -> "RawFields":
@@ -159,6 +161,7 @@ class RawFields:
             version=h.version,
             hints=h.hints,
             rate_offset=h.rate_offset,
+            layout=h.layout,
             y_rest=c.y_rest_data,
         )
 
@@ -173,6 +176,7 @@ class RawFields:
                 leb128(self.height, self.height_pad),
                 bytes([(self.quality & 0x7F) | (0x80 if flag else 0)]),
                 bytes([self.rate_offset & 0xFF]) if self.version >= 3 else b"",
+                bytes([self.layout & 0xFF]) if self.version >= 5 else b"",
                 (leb128(len(self.hints) if self.hints_len is None else self.hints_len) + self.hints) if flag else b"",
                 leb128(len(self.z) if self.z_len is None else self.z_len),
                 self.z,

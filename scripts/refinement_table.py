@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from bitstream import SAMPLERS, RefineSettings
 from codec import Codec
+from codec.canvas import Canvas
 from codec.image_tensors import tensor_to_image
 from eval.metrics import spectral_gap
 from scripts.common import ResultRows, scored_as_written
@@ -125,8 +126,7 @@ def main() -> None:
                     else:
                         latent = codec.stages.refine_latent(coarse, level, s, progress=count_steps(steps_run))
                     x = codec.stages.decode_pixels(latent, level=header.level if texture else None)
-                    x = x[..., : header.height, : header.width]
-                    decoded = tensor_to_image(x)
+                    decoded = tensor_to_image(Canvas.of_header(header).crop(x))
                     seconds = time.perf_counter() - t0
                     decoded, scores = scored_as_written(original, decoded, len(data))  # what `dpc decompress` writes
                     scores.update(spectral_gap=f"{spectral_gap(original, decoded):.5f}", steps_run=len(steps_run))

@@ -14,7 +14,12 @@ Loss per crop, at a random level l (one lambda per level, --lambdas):
     stage pixel:  D = w_lat * MSE(latent_hat, latent) + w_mse * MSE(x_hat, x) / 0.01
                       + w_lpips * LPIPS(x_hat, x) + w_dists * DISTS(x_hat, x)
                       + w_gan * hinge_G(D(x_hat))                           (--gan, after --gan-start)
+                      + w_low * LOWPASS(x_hat, x) / 0.01                    (--lowpass)
                   x_hat = TAEF2 decoder(latent_hat) on a random --window of the crop (frozen)
+
+LOWPASS is the MSE of the 8 x 8 block means in YCbCr, chroma counted twice: the colour and the
+shading at the latent's own resolution. LPIPS, DISTS and the GAN barely see them, and a run
+without it washed colours out below 0.05 bpp (docs/latent-codec.md, run s4).
 
 bpp comes from the entropy models' likelihoods (y with additive noise, z with CompressAI's
 noise), over the whole crop; latent_hat uses straight-through rounding (codec/entropy/training.py).
@@ -58,6 +63,19 @@ class Batches:
         lat = torch.from_numpy(self.latents[idx].astype(np.float32))
         img = torch.from_numpy(self.images[idx]).permute(0, 3, 1, 2).float() / 255
         return lat, img
+
+
+# RGB -> YCbCr (BT.601, full range, chroma centred on 0)
+YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.1687, -0.3313, 0.5], [0.5, -0.4187, -0.0813]])
+
+
+def lowpass_error(x_hat: torch.Tensor, x: torch.Tensor, block: int = 8) -> torch.Tensor:
+    """(B,3,H,W) images in [0,1] -> (B,) MSE of their block x block means in YCbCr, Cb and Cr
+    counted twice (weights 1, 2, 2, normalised to sum 1)."""
+    diff = torch.nn.functional.avg_pool2d(x_hat - x, block)
+    diff = torch.einsum("ij,bjhw->bihw", YCBCR, diff)
+    per_channel = diff.pow(2).mean((2, 3))
+    return (per_channel * torch.tensor([1.0, 2.0, 2.0])).sum(1) / 5
 
 
 class PatchDiscriminator(torch.nn.Module):
@@ -130,6 +148,7 @@ def main() -> None:
     ap.add_argument("--mse", type=float, default=0.5, help="weight of pixel MSE / 0.01")
     ap.add_argument("--lpips", type=float, default=1.0)
     ap.add_argument("--dists", type=float, default=0.0)
+    ap.add_argument("--lowpass", type=float, default=0.0, help="pixel stage: weight of LOWPASS / 0.01")
     ap.add_argument("--gan", type=float, default=0.0, help="pixel stage: weight of the hinge GAN term")
     ap.add_argument("--gan-start", type=int, default=200, help="step from which the GAN term reaches the loss")
     ap.add_argument("--metric-weights", type=Path, default=Path("../shared/data/weights"))
@@ -196,7 +215,7 @@ def main() -> None:
         return
     lambdas = torch.tensor(args.lambdas)
 
-    header = ["step", "seconds", "level", "bpp", "latent_mse", "pixel_mse", "lpips", "dists", "gan_g"]
+    header = ["step", "seconds", "level", "bpp", "latent_mse", "pixel_mse", "lpips", "dists", "gan_g", "lowpass"]
     log = CsvLog(args.log, header, append=args.resume)
     print(f"{len(data)} cached crops; compressor {sum(p.numel() for p in main_params) / 1e6:.2f} M parameters")
 
@@ -211,7 +230,7 @@ def main() -> None:
         latent_hat, y_lik, z_lik = comp(latent, levels)
         bpp = (likelihood_bits(y_lik) + likelihood_bits(z_lik)) / (image.shape[-2] * image.shape[-1])
         lat_mse = (latent_hat - latent).pow(2).mean((1, 2, 3))
-        pix_mse = perceptual = dist = adv = torch.zeros(args.batch)
+        pix_mse = perceptual = dist = adv = low = torch.zeros(args.batch)
         if args.stage == "latent":
             distortion = lat_mse
         else:
@@ -225,6 +244,9 @@ def main() -> None:
                 perceptual = lpips(x_hat[..., dy:, dx:] * 2 - 1, x[..., dy:, dx:] * 2 - 1).float().flatten()
             pix_mse = (x_hat - x).pow(2).mean((1, 2, 3))
             distortion = args.latent_mse * lat_mse + args.mse * pix_mse / 0.01 + args.lpips * perceptual
+            low = lowpass_error(x_hat, x)
+            if args.lowpass:
+                distortion = distortion + args.lowpass * low / 0.01
             if dists is not None:
                 dist = dists(x, x_hat, require_grad=True, batch_average=False).flatten()
                 distortion = distortion + args.dists * dist
@@ -255,12 +277,12 @@ def main() -> None:
         aux_opt.step()
         step += 1
         spent = time.time() - t_start
-        bpp, lat_mse, pix_mse, perceptual, dist, adv = (
-            t.detach() for t in (bpp, lat_mse, pix_mse, perceptual, dist, adv)
+        bpp, lat_mse, pix_mse, perceptual, dist, adv, low = (
+            t.detach() for t in (bpp, lat_mse, pix_mse, perceptual, dist, adv, low)
         )
         for i in range(args.batch):
             row = [step, round(spent, 1), int(levels[i]), float(bpp[i]), float(lat_mse[i])]
-            row += [float(pix_mse[i]), float(perceptual[i]), float(dist[i]), float(adv[i])]
+            row += [float(pix_mse[i]), float(perceptual[i]), float(dist[i]), float(adv[i]), float(low[i])]
             row = [round(v, 5) if isinstance(v, float) else v for v in row]
             stats.append(row)
         if step % 25 == 0:
@@ -269,11 +291,15 @@ def main() -> None:
             arr = np.array(stats)
             per = " ".join(
                 f"q{lv + 1}:{arr[arr[:, 2] == lv, 3].mean():.3f}/{arr[arr[:, 2] == lv, 4].mean():.3f}"
-                + (f"/{arr[arr[:, 2] == lv, 6].mean():.3f}" if args.stage == "pixel" else "")
+                + (
+                    f"/{arr[arr[:, 2] == lv, 6].mean():.3f}/{arr[arr[:, 2] == lv, 9].mean():.4f}"
+                    if args.stage == "pixel"
+                    else ""
+                )
                 for lv in range(len(args.lambdas))
                 if (arr[:, 2] == lv).any()
             )
-            print(f"step {step} {spent:.0f}s lr {lr:.1e} bpp/latMSE{'/lpips' if decoder else ''} {per}", flush=True)
+            print(f"step {step} {spent:.0f}s lr {lr:.1e} bpp/latMSE{'/lpips/low' if decoder else ''} {per}", flush=True)
             stats = []
         if time.time() - last_ckpt > args.checkpoint_every or spent >= args.seconds:
             meta = {"step": step, "seconds": spent, "stage": args.stage, "command": command_line()}

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -49,8 +50,14 @@ def huge_header_file(data: bytes) -> bytes:
     return write_container(Container(Header(10**6, 10**6, h.quality, h.model_id), c.z_data, c.y_data, c.symbol_check))
 
 
-def version_file(data: bytes, version: int = 5) -> bytes:
+def version_file(data: bytes, version: int = 6) -> bytes:
     return with_crc(data[:VERSION_BYTE] + bytes([version]) + data[VERSION_BYTE + 1 :])
+
+
+def unknown_sampler_file(data: bytes) -> bytes:
+    """The file with decoder hints whose sampler byte (the second) names no sampler (7)."""
+    c = read_container(data)
+    return write_container(replace(c, header=replace(c.header, hints=bytes([4, 7, 10]))))
 
 
 def desync_file(data: bytes) -> bytes:
@@ -130,7 +137,7 @@ def test_a_header_claiming_10_6_by_10_6_pixels_is_refused_quickly_without_alloca
     assert peak < 1 << 20  # far below even one float per claimed pixel
 
 
-@pytest.mark.parametrize("version", [0, 5, 255])
+@pytest.mark.parametrize("version", [0, 6, 255])
 def test_an_unsupported_version_byte_is_an_unsupported_version_error(codec, small_dpc, version):
     with pytest.raises(UnsupportedVersionError, match=str(version)):
         codec.decompress(version_file(small_dpc, version))
@@ -145,7 +152,7 @@ def test_a_symbol_check_mismatch_is_a_decoder_desync_error(codec, small_dpc):
 def test_a_header_quality_the_weights_do_not_have_is_a_bitstream_error(codec, small_dpc, quality):
     c = read_container(small_dpc)
     h = c.header
-    header = Header(h.width, h.height, quality, h.model_id, version=h.version, rate_offset=h.rate_offset)
+    header = replace(h, quality=quality)
     forged = write_container(Container(header, c.z_data, c.y_data, 0, c.y_rest_data))
     with pytest.raises(BitstreamError, match="quality"):
         codec.decompress(forged)
@@ -157,7 +164,7 @@ def test_dpc_info_refuses_a_header_quality_that_decompress_refuses_with_the_same
 ):
     c = read_container(small_dpc)
     h = c.header
-    header = Header(h.width, h.height, quality, h.model_id, version=h.version, rate_offset=h.rate_offset)
+    header = replace(h, quality=quality)
     path = tmp_path / "forged.dpc"
     path.write_bytes(write_container(Container(header, c.z_data, c.y_data, 0, c.y_rest_data)))
     info, decompress = dpc("info", path), dpc("decompress", path, "-o", tmp_path / "out.png")
@@ -179,8 +186,8 @@ def test_a_17_byte_file_claiming_8192_px_is_refused_before_its_symbols_are_decod
     """Its sections cannot hold the symbols its header claims: refused before z, the hyperprior's
     float64 parameters or y are computed (they took 30 s and 5 GB, issue #30)."""
     h = read_container(small_dpc).header
-    forged = write_container(Container(Header(8192, 8192, h.quality, h.model_id, version=h.version), b"", b"", 0, b""))
-    assert len(forged) == 17
+    forged = write_container(Container(Header(8192, 8192, h.quality, h.model_id, version=4), b"", b"", 0, b""))
+    assert len(forged) == 17  # issue #30's file: format version 4 (two passes, no layout byte)
     tracemalloc.start()
     try:
         with pytest.raises(BitstreamError, match="cannot hold"):
@@ -300,10 +307,7 @@ CLI_CASES = {
     "compress recording 101 steps": (_bad_image(GOOD_PNG, "--steps", "101"), InvalidOptionError),
     "png with 16 of 256 rows": (_bad_image(short_png(256, 256, 16)), ImageReadError),
     "jpeg cut and closed again": (_bad_image(GOOD_JPEG[: len(GOOD_JPEG) - 40] + b"\xff\xd9"), ImageReadError),
-    "version 2 hints with an unknown sampler": (
-        _bad_dpc(lambda d: with_crc(d[:10] + b"\x07" + d[11:])),  # hints: steps at 9, sampler at 10
-        BitstreamError,
-    ),
+    "hints with an unknown sampler": (_bad_dpc(unknown_sampler_file), BitstreamError),
 }
 
 
@@ -412,7 +416,7 @@ def test_the_shipped_models_min_bits_known_without_torch_are_their_tables():
 
 def _forged_17_byte_file(small_dpc) -> bytes:
     h = read_container(small_dpc).header
-    return write_container(Container(Header(8192, 8192, h.quality, h.model_id, version=h.version), b"", b"", 0, b""))
+    return write_container(Container(Header(8192, 8192, h.quality, h.model_id, version=4), b"", b"", 0, b""))
 
 
 @pytest.mark.parametrize("folder", [False, True])

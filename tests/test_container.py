@@ -134,8 +134,8 @@ def test_the_pixel_limit_is_inclusive():
 
 
 def test_a_newer_format_version_is_refused_as_unsupported():
-    data = write_container(Container(Header(8, 8, 1, 1, version=5), b"", b"", 0, b""))
-    with pytest.raises(UnsupportedVersionError, match="reads version\\(s\\) 1, 2, 3, 4"):
+    data = write_container(Container(Header(8, 8, 1, 1, version=6), b"", b"", 0))
+    with pytest.raises(UnsupportedVersionError, match="reads version\\(s\\) 1, 2, 3, 4, 5"):
         read_container(data)
 
 

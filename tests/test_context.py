@@ -14,8 +14,17 @@ import pytest
 import torch
 from helpers import decodes_exactly_or_is_refused, make_textured, with_crc
 
-from bitstream import TWO_PASS_VERSION, Container, Header, read_container, write_container
-from codec import Codec, CodecError
+from bitstream import (
+    LAYOUT_CENTRED,
+    LAYOUT_TWO_PASS,
+    LAYOUT_VERSION,
+    TWO_PASS_VERSION,
+    Container,
+    Header,
+    read_container,
+    write_container,
+)
+from codec import BitstreamError, Codec, CodecError
 from codec.entropy.compressor import HyperpriorCompressor
 from codec.entropy.context import anchor_mask
 from codec.model_files import LEGACY_WEIGHTS
@@ -72,15 +81,30 @@ def test_a_two_pass_container_round_trips_and_needs_its_second_section():
         write_container(Container(replace(header, version=3), b"zz", b"y", 1, b"rest"))
 
 
+@pytest.mark.parametrize("layout", [0, LAYOUT_TWO_PASS, LAYOUT_CENTRED, LAYOUT_TWO_PASS | LAYOUT_CENTRED])
+def test_a_version_5_container_round_trips_its_layout(layout):
+    header = Header(width=40, height=24, quality=2, model_id=7, version=LAYOUT_VERSION, rate_offset=5, layout=layout)
+    two_pass = bool(layout & LAYOUT_TWO_PASS)
+    c = Container(header, b"zz", b"anchors", 1234, b"rest" if two_pass else None)
+    back = read_container(write_container(c))
+    assert back == c and (back.header.two_pass, back.header.centred) == (two_pass, bool(layout & LAYOUT_CENTRED))
+
+
+def test_unknown_layout_bits_are_refused():
+    header = Header(width=40, height=24, quality=2, model_id=7, version=LAYOUT_VERSION)
+    data = bytearray(write_container(Container(header, b"zz", b"y", 1)))
+    data[9] = 0x04  # magic 2, version, model id 2, width, height, flags, rate offset, layout
+    with pytest.raises(BitstreamError, match="layout bits"):
+        read_container(with_crc(bytes(data)))
+
+
 def test_a_file_whose_version_does_not_fit_the_weights_is_refused_in_one_line(codec, v1):
     for made_by in (codec, v1):
         data = made_by.compress(make_textured(64, 64), 2)
         c = read_container(data)
-        two_pass = c.header.version >= TWO_PASS_VERSION
-        version = 3 if two_pass else TWO_PASS_VERSION
-        forged = write_container(
-            Container(replace(c.header, version=version), c.z_data, c.y_data, c.symbol_check, None if two_pass else b"")
-        )
+        two_pass = c.header.two_pass
+        flipped = replace(c.header, layout=c.header.layout ^ LAYOUT_TWO_PASS)  # the pass count the weights do not code
+        forged = write_container(Container(flipped, c.z_data, c.y_data, c.symbol_check, None if two_pass else b""))
         with pytest.raises(CodecError) as err:
             made_by.decompress(with_crc(forged))
         assert "\n" not in str(err.value)

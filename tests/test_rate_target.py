@@ -7,7 +7,7 @@ from helpers import make_textured, with_crc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitstream import TWO_PASS_VERSION
+from bitstream import LAYOUT_VERSION
 from codec import Codec, CodecError
 from codec.model_files import LEGACY_WEIGHTS
 
@@ -25,22 +25,23 @@ def level_bpp(codec, image):
 
 @pytest.fixture(scope="module")
 def v1() -> Codec:
-    """The older shipped weights (one y pass): they write versions 2 and 3."""
+    """The older shipped weights (one y pass)."""
     return Codec.load(LEGACY_WEIGHTS[0])
 
 
-def test_integer_qualities_write_version_2_files_with_one_pass_weights(v1, image):
+def test_one_pass_weights_write_version_5_with_one_y_section_and_the_image_centred(v1, image):
     header = v1.read_header(v1.compress(image, 2))
-    assert (header.version, header.quality, header.rate_offset) == (2, 2, 0)
+    assert (header.version, header.quality, header.rate_offset) == (LAYOUT_VERSION, 2, 0)
+    assert header.centred and not header.two_pass
 
 
 @pytest.mark.parametrize(
     "quality, nearest, offset", [(2.25, 2, 8), (2.75, 3, -8), (-3, 1, -128), (8, 6, 64), (0, 1, -32)]
 )
-def test_other_qualities_write_version_3_with_a_rate_offset(v1, codec, image, quality, nearest, offset):
+def test_other_qualities_write_a_rate_offset(v1, codec, image, quality, nearest, offset):
     data = v1.compress(image, quality)
     header = v1.read_header(data)
-    assert (header.version, header.quality, header.rate_offset) == (3, nearest, offset)
+    assert (header.version, header.quality, header.rate_offset) == (LAYOUT_VERSION, nearest, offset)
     assert header.level == quality - 1
     assert codec.decompress(data, steps=0).size == image.size  # the default codec decodes them too
 
@@ -48,10 +49,11 @@ def test_other_qualities_write_version_3_with_a_rate_offset(v1, codec, image, qu
 @pytest.mark.parametrize(
     "quality, nearest, offset", [(2, 2, 0), (2.25, 2, 8), (2.75, 3, -8), (-3, 1, -128), (8, 6, 64), (0, 1, -32)]
 )
-def test_the_shipped_two_pass_weights_write_version_4_with_its_rate_offset(codec, image, quality, nearest, offset):
+def test_the_shipped_two_pass_weights_write_version_5_with_its_rate_offset(codec, image, quality, nearest, offset):
     data = codec.compress(image, quality)
     header = codec.read_header(data)
-    assert (header.version, header.quality, header.rate_offset) == (TWO_PASS_VERSION, nearest, offset)
+    assert (header.version, header.quality, header.rate_offset) == (LAYOUT_VERSION, nearest, offset)
+    assert header.two_pass and header.centred
     assert header.level == quality - 1
     assert codec.decompress(data, steps=0).size == image.size
 
