@@ -19,9 +19,9 @@ from bitstream import (
     write_container,
 )
 
+from .canvas import Canvas
 from .entropy import Sections
 from .errors import BitstreamError, ModelMismatchError
-from .options import PAD_MULTIPLE
 from .quality_scale import RateScale
 from .shipped import check_coding
 
@@ -72,7 +72,4 @@ class FileFormat:
     @staticmethod
     def latent_size(header: Header, factor: int) -> tuple[int, int]:
         """(height, width) of the padded latent the file codes, for an autoencoder of that factor."""
-        return (
-            -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE // factor,
-            -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE // factor,
-        )
+        return tuple(side // factor for side in Canvas.of_header(header).padded)

@@ -36,7 +36,6 @@ MIN_BITS = {  # name -> (z, y)
     "dpc-v1": (0.00015410468539770367, 6.604284954371679e-05),
     "dpc-v2": (0.00015410468539770367, 6.604284954371679e-05),
 }
-LATENT_PAD = 64  # image px: the padded size a file's latents code (codec/options.py PAD_MULTIPLE)
 Z_FACTOR = 64  # image px per z position: autoencoder 8 x compressor 2 x hyperprior 4
 
 
@@ -108,6 +107,7 @@ def refuse_early(container) -> None:
     the header claims); nothing for other models' files (only their weights can tell). No torch."""
     from bitstream.capacity import check_sections_capacity
 
+    from .canvas import Canvas
     from .quality_scale import RateScale
 
     header = container.header
@@ -120,7 +120,7 @@ def refuse_early(container) -> None:
         return  # decompress explains what is wrong with the weights
     check_coding(header, RateScale(config.levels), config.two_pass)
     name = next(n for n, p in SHIPPED_MODELS.items() if p == path)
-    z_side = [-(-side // LATENT_PAD) * LATENT_PAD // Z_FACTOR for side in (header.height, header.width)]
+    z_side = [side // Z_FACTOR for side in Canvas.of_header(header).padded]
     z_count = config.z_channels * z_side[0] * z_side[1]
     y_count = config.y_channels * 16 * z_side[0] * z_side[1]  # y is 4x z's side
     y_data = container.y_data + (container.y_rest_data or b"")

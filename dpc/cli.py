@@ -134,6 +134,7 @@ def _decompress(args) -> int:
 
 def _info(args) -> int:
     from bitstream import bits_per_pixel, read_container
+    from codec.canvas import Canvas
     from codec.shipped import refuse_early
 
     data = read_bytes(args.input)
@@ -145,6 +146,10 @@ def _info(args) -> int:
     print(f"format version:  {h.version}")
     print(f"model id:        {h.model_id:04x}")
     print(f"size:            {h.width}x{h.height}")
+    canvas = Canvas.of_header(h)
+    (hp, wp), (top, left) = canvas.padded, canvas.offset
+    place = f"the image at ({left}, {top})" if canvas.centred else "the image top-left"
+    print(f"canvas:          {wp}x{hp}, {place}")
     if h.rate_offset:
         print(f"quality:         {h.level + 1:g} (nearest trained level {h.quality}, offset {h.rate_offset}/32)")
     else:

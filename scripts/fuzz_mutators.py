@@ -32,6 +32,7 @@ import random
 from dataclasses import dataclass, replace
 
 from codec import Codec
+from codec.canvas import Canvas
 from scripts.fuzz_seeds import RawFields, SeedFile, encode_file, fix_crc
 
 CRC_FIX_RATE = 0.85
@@ -293,6 +294,7 @@ class CaseMaker:
                 )
         header = s.header
         if rng.random() < 0.3:  # another size with the same padded shape: same symbols, other crop
-            pw, ph = -(-header.width // 64) * 64, -(-header.height // 64) * 64
-            header = replace(header, width=rng.randint(pw - 63, pw), height=rng.randint(ph - 63, ph))
+            ph, pw = Canvas.of_header(header).padded
+            size = [rng.randint(max(side - 63, 1), side) for side in (pw, ph)]
+            header = replace(header, width=size[0], height=size[1])
         return encode_file(self.codec, header, z, y)

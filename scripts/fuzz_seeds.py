@@ -25,9 +25,10 @@ from PIL import Image
 
 from bitstream import MAGIC, Container, Header, RefineSettings, read_container, write_container
 from codec import Codec, Symbols
+from codec.canvas import Canvas
 from codec.model_files import LEGACY_WEIGHTS
 
-SEED_SIZES = ((1, 1), (17, 31), (64, 48), (200, 120))
+SEED_SIZES = ((1, 1), (17, 31), (128, 128), (200, 120))
 
 
 # -- seeds -------------------------------------------------------------------------------------
@@ -74,13 +75,15 @@ def make_seeds(codec: Codec, sizes=SEED_SIZES, qualities=None, legacy: bool = Tr
     for quality in (-3, 2.5, 8):
         data = codec.compress(synthetic_image(width, height, seed=99), quality)
         seeds.append(seed_from_bytes(codec, f"{width}x{height}-q{quality}", data))
-    c = read_container(seeds[len(seeds) // 2].data)
     # Version 1 files may carry opaque hints, which readers keep and ignore (one-pass weights only:
-    # version 1 has one y section; later versions' hints are the refinement settings).
-    if c.y_rest_data is None:
+    # version 1 has one y section; later versions' hints are the refinement settings). Made of a
+    # 128 x 128 file: its canvas is the same top-left (version 1) and centred (codec/canvas.py).
+    if not codec.format.two_pass:
+        c = read_container(codec.compress(synthetic_image(128, 128, seed=97), levels[0]))
+        assert placed_as_top_left(Canvas.of_header(c.header))
         version_1 = replace(c.header, hints=b"fuzz-hints", version=1, rate_offset=0, layout=0)
         hinted = Container(version_1, c.z_data, c.y_data, c.symbol_check)
-        seeds.append(seed_from_bytes(codec, seeds[len(seeds) // 2].name + "-hints", write_container(hinted)))
+        seeds.append(seed_from_bytes(codec, f"128x128-q{levels[0]}-v1-hints", write_container(hinted)))
     else:
         refine = RefineSettings(steps=2, sampler="ddim", guidance=1.0)
         data = codec.compress(synthetic_image(width, height, seed=98), levels[0], refine=refine)
@@ -90,6 +93,12 @@ def make_seeds(codec: Codec, sizes=SEED_SIZES, qualities=None, legacy: bool = Tr
             older = make_seeds(Codec.load(path, max_pixels=codec.limits.max_pixels), sizes[:2], legacy=False)
             seeds += [replace(seed, name=f"{path.stem}-{seed.name}") for seed in older]
     return seeds
+
+
+def placed_as_top_left(canvas: Canvas) -> bool:
+    """The canvas is the one a top-left file (format versions 1-4) of the same size codes."""
+    top_left = replace(canvas, centred=False)
+    return (canvas.padded, canvas.offset) == (top_left.padded, top_left.offset)
 
 
 # -- valid files from symbols ------------------------------------------------------------------

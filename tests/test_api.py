@@ -24,9 +24,10 @@ def test_decoding_a_file_recovers_exactly_the_symbols_the_encoder_analysed(codec
     assert np.array_equal(decoded.z, analysed.z)
     assert np.array_equal(decoded.y, analysed.y)
     assert decoded.z.dtype == decoded.y.dtype == np.int32
-    # 96x64 pads to 128x64: z at 1/64, y at 1/16 of the padded size.
-    assert decoded.z.shape == (1, 32, 1, 2)
-    assert decoded.y.shape == (1, 64, 4, 8)
+    # 96x64 is centred in a 128x128 canvas (sides of 64 px multiples, at least 128: codec/canvas.py):
+    # z at 1/64, y at 1/16 of it.
+    assert decoded.z.shape == (1, 32, 2, 2)
+    assert decoded.y.shape == (1, 64, 8, 8)
     assert (header.width, header.height, header.quality, header.model_id) == (96, 64, quality, codec.model_id)
 
 

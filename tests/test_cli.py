@@ -229,7 +229,8 @@ def test_refinement_options_are_recorded_by_compress_overridden_by_decompress_an
     r = dpc("compress", photo, "-q", "1", "--steps", "3", "--sampler", "unipc", "--guidance", "2", "--seed", "9")
     assert r.code == 0, r.err
     r = dpc("info", folder / "photo.dpc")
-    assert re.search(r"^format version:\s+4$", r.out, re.M), r.out
+    assert re.search(r"^format version:\s+5$", r.out, re.M), r.out
+    assert re.search(r"^canvas:\s+128x128, the image at \(24, 32\)$", r.out, re.M), r.out  # 80x56 centred
     assert re.search(r"^refinement:\s+3 steps, unipc, guidance 2, seed 9$", r.out, re.M), r.out
 
     r = dpc("decompress", folder / "photo.dpc", "-o", folder / "a.png")

@@ -10,6 +10,7 @@ from helpers import make_textured
 
 from bitstream import Container, RefineSettings, read_container, write_container
 from codec import Codec, CodecError, ModelFileError
+from codec.canvas import Canvas
 from codec.image_tensors import tensor_to_image
 from codec.model_files import DEFAULT_DECODER_WEIGHTS, DEFAULT_WEIGHTS, LEGACY_WEIGHTS, load_decoder, save_decoder
 from codec.models.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
@@ -79,15 +80,16 @@ def test_a_missing_or_foreign_decoder_file_is_a_one_line_model_file_error(codec,
 # -- the two ends of one file ---------------------------------------------------------------------
 def test_the_default_decode_is_the_perceptual_decoder_at_the_files_level(codec, photo_file):
     header, coarse = codec.stages.decode_latent(photo_file)
-    expected = tensor_to_image(codec.stages.decode_pixels(coarse, level=header.level)[..., :96, :128])
+    expected = tensor_to_image(Canvas.of_header(header).crop(codec.stages.decode_pixels(coarse, level=header.level)))
     assert np.array_equal(pixels(codec.decompress(photo_file)), pixels(expected))
 
 
 def test_fidelity_is_exactly_the_autoencoder_decoder_without_refinement(codec, tmp_path):
     refined_file = codec.compress(make_textured(128, 96), quality=2, refine=RefineSettings(steps=3))
     header, coarse = codec.stages.decode_latent(refined_file)
-    expected = tensor_to_image(codec.stages.decode_pixels(coarse, tile=0)[..., :96, :128])
-    plain = tensor_to_image(codec.autoencoder.decoder(coarse)[..., :96, :128])
+    canvas = Canvas.of_header(header)
+    expected = tensor_to_image(canvas.crop(codec.stages.decode_pixels(coarse, tile=0)))
+    plain = tensor_to_image(canvas.crop(codec.autoencoder.decoder(coarse)))
     got = codec.decompress(refined_file, fidelity=True, tile=0)
     assert np.array_equal(pixels(got), pixels(expected)) and np.array_equal(pixels(got), pixels(plain))
     assert not np.array_equal(pixels(got), pixels(codec.decompress(refined_file)))
@@ -107,18 +109,20 @@ def test_the_perceptual_decoder_tiles_like_an_untiled_run(codec):
 def test_refined_latents_are_drawn_by_the_perceptual_decoder(codec, photo_file):
     header, coarse = codec.stages.decode_latent(photo_file)
     refined = codec.stages.refine_latent(coarse, header.quality, RefineSettings(steps=2))
-    expected = tensor_to_image(codec.stages.decode_pixels(refined, level=header.level)[..., :96, :128])
+    expected = tensor_to_image(Canvas.of_header(header).crop(codec.stages.decode_pixels(refined, level=header.level)))
     assert np.array_equal(pixels(codec.decompress(photo_file, steps=2)), pixels(expected))
 
 
 def test_old_files_decode_both_ways(codec):
     """Version-1 files (no hints) and version-2 files of the older shipped weights both decode with
     the default codec: by default with the perceptual decoder, with fidelity to the MSE decoder's
-    pixels as before."""
+    pixels as before. (128 x 128: the same canvas top-left and centred.)"""
     older = Codec.load(LEGACY_WEIGHTS[0])
-    v2 = older.compress(make_textured(128, 96), quality=1, refine=RefineSettings(steps=0))
-    c = read_container(v2)
-    v1 = write_container(Container(replace(c.header, version=1, hints=b""), c.z_data, c.y_data, c.symbol_check))
+    v5 = older.compress(make_textured(128, 128), quality=1, refine=RefineSettings(steps=0))
+    c = read_container(v5)
+    v1_header = replace(c.header, version=1, hints=b"", rate_offset=0, layout=0)
+    v1 = write_container(Container(v1_header, c.z_data, c.y_data, c.symbol_check))
+    v2 = write_container(Container(replace(v1_header, version=2), c.z_data, c.y_data, c.symbol_check))
     assert np.array_equal(pixels(codec.decompress(v1)), pixels(codec.decompress(v2)))
     assert np.array_equal(pixels(codec.decompress(v1)), pixels(older.decompress(v2)))
     assert np.array_equal(pixels(codec.decompress(v1, fidelity=True)), pixels(older.decompress(v2, fidelity=True)))
