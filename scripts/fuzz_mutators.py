@@ -209,7 +209,7 @@ class CaseMaker:
                 )
             elif what == "y_len":  # two-pass files: the anchors section's length; else adds one
                 f.y_rest = f.y_rest if f.y_rest is not None else rng.randbytes(rng.randint(0, 8))
-                f.y_len = rng.choice([0, len(f.y) + rng.randint(-4, 4), len(f.y) + len(f.y_rest) + 1, 1 << 28])
+                f.y_len = max(0, rng.choice([0, len(f.y) + rng.randint(-4, 4), len(f.y) + len(f.y_rest) + 1, 1 << 28]))
             elif what == "check":
                 f.check = rng.randrange(1 << 16)
             elif what == "varint":

@@ -119,7 +119,10 @@ def fix_crc(data: bytes) -> bytes:
 
 
 def leb128(value: int, extra: int = 0) -> bytes:
-    """Unsigned LEB128 of any size (>= 2**28 makes the 5+ bytes the reader refuses); `extra` pads it."""
+    """Unsigned LEB128 of any size (>= 2**28 makes the 5+ bytes the reader refuses); `extra` pads it.
+    A negative value has no encoding (its shifts never reach 0): ValueError, not an endless loop."""
+    if value < 0:
+        raise ValueError(f"LEB128 of a negative value: {value}")
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7
