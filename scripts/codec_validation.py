@@ -48,10 +48,13 @@ def centre_crop_to_multiple(image: Image.Image, multiple: int) -> Image.Image:
     return image.crop((left, top, left + w, top + h)) if (w, h) != image.size else image
 
 
-def summarise(path: Path, images: set[str] | None = None) -> None:
+def summarise(path: Path, images: set[str] | None = None, codecs: list[str] | None = None) -> None:
+    """Mean curves and BD-rates against the first codec: of `codecs` (labels, in order) or of the file."""
     rows = list(csv.DictReader(open(path)))
     if images:
         rows = [r for r in rows if r["image"] in images]
+    if codecs:
+        rows = sorted((r for r in rows if r["codec"] in codecs), key=lambda r: codecs.index(r["codec"]))
     per_image = defaultdict(set)
     for r in rows:
         per_image[r["codec"], r["quality"]].add(r["image"])
@@ -87,10 +90,11 @@ def main() -> None:
     ap.add_argument("--metric-weights", type=Path, default=Path("../shared/data/weights"))
     ap.add_argument("--out", type=Path, default=Path("rd/codec_validation.csv"))
     ap.add_argument("--summary", action="store_true", help="only summarise --out")
+    ap.add_argument("--only", nargs="+", help="with --summary: these labels, BD-rates against the first")
     ap.add_argument("--multiple-of", type=int, default=1, help="centre-crop each photo to sides that are multiples")
     args = ap.parse_args()
     if args.summary:
-        summarise(args.out)
+        summarise(args.out, codecs=args.only)
         return
     lpips, dists = LPIPSMetric.load(args.metric_weights), DISTSMetric.load(args.metric_weights)
     if args.folder is not None:

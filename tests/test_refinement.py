@@ -190,9 +190,9 @@ def test_bad_refinement_options_are_an_invalid_option_error_as_on_the_cli(tiny, 
 # -- old files ------------------------------------------------------------------------------------
 def test_version_1_files_still_decode_without_refinement(tiny, tiny_prior_file):
     """Version 1 was written by the older shipped weights (one y pass), which the default codec
-    decodes them with. Sides of 64 px multiples: the image fills its canvas, top-left or centred."""
+    decodes them with. 128 x 128: the image fills its canvas, top-left or centred."""
     older = Codec.load(LEGACY_WEIGHTS[0], prior_weights=tiny_prior_file)
-    photo_dpc = older.compress(make_textured(128, 64), quality=1)
+    photo_dpc = older.compress(make_textured(128, 128), quality=1)
     c = read_container(photo_dpc)
     for hints in (b"", b"opaque version-1 hints"):
         header = replace(c.header, version=1, hints=hints, layout=0, rate_offset=0)
