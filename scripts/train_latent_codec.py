@@ -15,6 +15,7 @@ Loss per crop, at a random level l (one lambda per level, --lambdas):
                       + w_lpips * LPIPS(x_hat, x) + w_dists * DISTS(x_hat, x)
                       + w_gan * hinge_G(D(x_hat))                           (--gan, after --gan-start)
                       + w_low * LOWPASS(x_hat, x) / 0.01                    (--lowpass)
+    and, outside lambda (the same weight at every level): + w_fixed * LOWPASS / 0.01 (--lowpass-fixed)
                   x_hat = TAEF2 decoder(latent_hat) on a random --window of the crop (frozen)
 
 LOWPASS is the MSE of the 8 x 8 block means in YCbCr, chroma counted twice: the colour and the
@@ -149,6 +150,9 @@ def main() -> None:
     ap.add_argument("--lpips", type=float, default=1.0)
     ap.add_argument("--dists", type=float, default=0.0)
     ap.add_argument("--lowpass", type=float, default=0.0, help="pixel stage: weight of LOWPASS / 0.01")
+    ap.add_argument(
+        "--lowpass-fixed", type=float, default=0.0, help="pixel stage: weight of LOWPASS / 0.01 outside lambda"
+    )
     ap.add_argument("--gan", type=float, default=0.0, help="pixel stage: weight of the hinge GAN term")
     ap.add_argument("--gan-start", type=int, default=200, help="step from which the GAN term reaches the loss")
     ap.add_argument("--metric-weights", type=Path, default=Path("../shared/data/weights"))
@@ -256,6 +260,8 @@ def main() -> None:
                 if step >= args.gan_start:
                     distortion = distortion + args.gan * adv
         loss = (bpp + lambdas[levels] * distortion).mean()
+        if args.lowpass_fixed:  # every level must keep its block colours, the lowest too
+            loss = loss + args.lowpass_fixed * (low / 0.01).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
