@@ -15,9 +15,10 @@ offset and codes y in two passes: ... | z section | y anchors length varint | y 
 | y non-anchors section (runs up to the trailer) | symbol check | CRC.
 
 Version 5 (every new file) always has the rate offset, then a layout byte: bit 0 = y in two
-passes (sections as in version 4), bit 1 = the image is centred in its padded canvas (the decoder
-crops at `Header.offset`; before, the image sat top-left and its borders and 1 x N images
-decoded badly, at the canvas edge). The other bits are reserved: a file that sets them is refused.
+passes (sections as in version 4), bit 1 = the image is centred in a padded canvas of at least
+128 px a side (codec/canvas.py places it and crops it; before, the image sat top-left, and its
+top and left edges and 1 x N images decoded badly, on the canvas edge). The other bits are
+reserved: a file that sets them is refused.
 
 A typical 768x512 file spends 20 bytes outside the coded sections (19 when
 the z section is under 128 bytes): 4 of them are the decoder hints.

@@ -140,9 +140,9 @@ def _measurable(images: list[Path], suite: MetricSuite) -> list[Path]:
 def _check_identity(cfg: EvalConfig, codec: Codec, table: ResultsTable) -> None:
     """A rerun reuses finished rows of ours only if the same weights and format made them:
     otherwise new weights would silently keep the old numbers."""
-    from bitstream import FORMAT_VERSION
+    from bitstream import LAYOUT_VERSION
 
-    identity = {"model_id": f"{codec.model_id:04x}", "weights": codec.weights_sha256(), "format": FORMAT_VERSION}
+    identity = {"model_id": f"{codec.model_id:04x}", "weights": codec.weights_sha256(), "format": LAYOUT_VERSION}
     # recorded only when not the default, so that folders from before these options still resume
     identity |= ({"effort": cfg.effort} if cfg.effort else {}) | ({"decode": "fidelity"} if cfg.fidelity else {})
     path = cfg.out / "ours_identity.json"

@@ -39,6 +39,7 @@ from codec.entropy.compressor import CompressorConfig
 from codec.entropy.training import TrainableCompressor
 from codec.model_files import load_taef2, save_latent_codec
 from eval.perceptual import DISTSMetric, LPIPSMetric
+from scripts import colour_check
 from scripts.checkpoints import load_checkpoint, save_checkpoint
 from scripts.common import CsvLog, command_line, likelihood_bits, load_compressor_state, warmup_cosine
 
@@ -66,8 +67,7 @@ class Batches:
         return lat, img
 
 
-# RGB -> YCbCr (BT.601, full range, chroma centred on 0)
-YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.1687, -0.3313, 0.5], [0.5, -0.4187, -0.0813]])
+YCBCR = torch.tensor(colour_check.YCBCR, dtype=torch.float32)  # RGB -> YCbCr, as the colour check measures
 
 
 def lowpass_error(x_hat: torch.Tensor, x: torch.Tensor, block: int = 8) -> torch.Tensor:
