@@ -25,6 +25,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from .entropy.compressor import CompressorConfig, HyperpriorCompressor
 from .errors import ModelFileError
 from .models.autoencoder import AutoencoderConfig, LatentAutoencoder
+from .models.latent_refiner import LatentRefiner, RefinerConfig
 from .models.perceptual_decoder import PerceptualDecoder, PerceptualDecoderConfig
 from .models.prior import RETIRED_TENSORS, LatentPrior, PriorBundle, PriorConfig
 from .models.taef2 import Taef2, Taef2Config, Taef2Decoder
@@ -57,6 +58,7 @@ class ModelBundle:
     sha256: str  # of the weight file's bytes
     info: dict = field(default_factory=dict)  # free-form metadata (training run, lambdas)
     shipped: bool = False  # loaded from the package's own weights (SHIPPED_MODELS)
+    refiner: "LatentRefiner | None" = None  # dpc-v3: the one-step latent refiner, if the file has one
 
 
 def round_to_half(*modules: torch.nn.Module) -> None:
@@ -76,7 +78,7 @@ def save_model(path: Path, autoencoder: LatentAutoencoder, compressor: "Trainabl
     return _write_codec_file(path, modules, asdict(autoencoder.cfg), compressor, info)
 
 
-def _write_codec_file(path: Path, modules: dict, autoencoder: dict, compressor, info: dict) -> str:
+def _write_codec_file(path: Path, modules: dict, autoencoder: dict, compressor, info: dict, extra=None) -> str:
     """`modules` by key prefix, learned parameters rounded to and stored in float16, with the CDF
     tables computed from the rounded compressor and the configs in the metadata; the sha256."""
     round_to_half(*modules.values())
@@ -92,7 +94,7 @@ def _write_codec_file(path: Path, modules: dict, autoencoder: dict, compressor, 
         "autoencoder": json.dumps(autoencoder),
         "compressor": json.dumps(asdict(compressor.cfg)),
         "info": json.dumps(info),
-    }
+    } | (extra or {})
     return write_weights(Path(path), tensors, metadata)
 
 
@@ -209,16 +211,23 @@ def load_taef2(path: Path | str | None = None) -> Taef2Bundle:
 
 
 def save_latent_codec(
-    path: Path, compressor: "TrainableCompressor", info: dict, decoder: Taef2Decoder | None = None
+    path: Path,
+    compressor: "TrainableCompressor",
+    info: dict,
+    decoder: Taef2Decoder | None = None,
+    refiner: LatentRefiner | None = None,
 ) -> str:
     """A codec weight file for TAEF2's latent (dpc-v3): the compressor's tensors (float16 parameters,
     CDF tables from them) and, instead of an autoencoder, the shipped TAEF2 file's SHA-256, which
     the model id thereby covers; with `decoder`, a TAEF2 decoder fine-tuned on the compressor's
-    latents (`decoder.*`, the default decode's; TAEF2's own stays the fidelity decode). Returns the
-    file's sha256."""
+    latents (`decoder.*`, the default decode's; TAEF2's own stays the fidelity decode); with
+    `refiner`, the one-step latent refiner the default decode runs first (`refiner.*`, its config
+    in the metadata). Returns the file's sha256."""
     modules = {"compressor": compressor} | ({"decoder": decoder} if decoder is not None else {})
+    modules |= {"refiner": refiner} if refiner is not None else {}
     autoencoder = {"kind": TAEF2_KIND, "sha256": load_taef2().sha256}
-    return _write_codec_file(path, modules, autoencoder, compressor, info)
+    extra = {"refiner": json.dumps(refiner.cfg.to_dict())} if refiner is not None else {}
+    return _write_codec_file(path, modules, autoencoder, compressor, info, extra)
 
 
 def _shipped_taef2(ae_cfg: dict, path: Path) -> Taef2:
@@ -237,12 +246,15 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
     with reading(path):
         ae_cfg = json.loads(metadata["autoencoder"])
         compressor = HyperpriorCompressor(CompressorConfig(**json.loads(metadata["compressor"])))
-        parts = [("compressor", compressor)]
+        parts, refiner = [("compressor", compressor)], None
         if ae_cfg.get("kind") == TAEF2_KIND:
             autoencoder = _shipped_taef2(ae_cfg, path)
             if any(k.startswith("decoder.") for k in tensors):
                 autoencoder.tuned = Taef2Decoder()
                 parts.append(("decoder", autoencoder.tuned))
+            if "refiner" in metadata:
+                refiner = LatentRefiner(RefinerConfig.from_dict(json.loads(metadata["refiner"])))
+                parts.append(("refiner", refiner))
         else:
             ae_cfg["widths"] = tuple(ae_cfg["widths"])
             autoencoder = LatentAutoencoder(AutoencoderConfig(**ae_cfg))
@@ -257,7 +269,7 @@ def load_model(path: Path | str | None = None) -> ModelBundle:
             module.eval().requires_grad_(False)
         info = json.loads(metadata.get("info", "{}"))
     shipped = path in SHIPPED_MODELS.values()
-    return ModelBundle(autoencoder, compressor, model_id_from_sha256(digest), digest, info, shipped)
+    return ModelBundle(autoencoder, compressor, model_id_from_sha256(digest), digest, info, shipped, refiner)
 
 
 def _metadata(raw: bytes) -> dict:

@@ -40,7 +40,7 @@ from .options import DEFAULT_TILE, RunOptions, check_effort, check_fidelity, che
 from .pixels import PixelDecoders, Taef2Pixels
 from .placement import on_device
 from .quality_scale import DEFAULT_QUALITY, RateScale
-from .refinement import NoRefiner, Refiner
+from .refinement import NoRefiner, OneStepRefiner, Refiner
 from .runners import Runners
 from .stages import Stages
 
@@ -72,7 +72,9 @@ class Codec:
         self.rates = RateScale(self.entropy.levels)
         self.format = FileFormat(bundle.model_id, self.rates, self.limits, two_pass=self.entropy.has_context)
         self.runners = Runners(self.options, int8_table, self.weights_sha256)
-        self.refiner, self.pixels = decode_stages(self.autoencoder, self.runners, prior_weights, decoder_weights)
+        self.refiner, self.pixels = decode_stages(
+            self.autoencoder, self.runners, prior_weights, decoder_weights, bundle.refiner
+        )
         self._older = OlderModels(self, dict(int8_table=int8_table, decoder_weights=decoder_weights))
 
     @classmethod
@@ -105,7 +107,7 @@ class Codec:
     def warm_up(self, stages=("prior", "perceptual", "plain")) -> None:
         """Build the decoding models now (load, quantize, cast) rather than on first use."""
         for name in stages:
-            if name == "prior" and isinstance(self.refiner, NoRefiner):
+            if name == "prior" and not isinstance(self.refiner, Refiner):
                 continue  # weights without a diffusion prior (dpc-v3)
             self.stages.runner(name)
 
@@ -220,7 +222,8 @@ class Codec:
         (progress or (lambda *_: None))("entropy", 1, 1)
         if not fidelity:
             settings = with_overrides(header.refine, overrides)
-            latent = codec.refiner.refine(latent, header.quality, settings, bool(tile), progress)
+            side = dict(scale_indexes=params.indexes, level=header.level)  # what a latent refiner sees
+            latent = codec.refiner.refine(latent, header.quality, settings, bool(tile), progress, **side)
         x = codec.pixels.decode(latent, tile, None if fidelity else header.level, progress)
         return tensor_to_image(Canvas.of_header(header).crop(x))
 
@@ -248,11 +251,12 @@ class Codec:
         return self._older.get(model_id) or self
 
 
-def decode_stages(autoencoder, runners, prior_weights=None, decoder_weights=None):
-    """(refiner, pixel decoders) for a codec's autoencoder: TAEF2's (dpc-v3: no diffusion prior
-    yet), or our autoencoder's with its prior and perceptual decoder."""
+def decode_stages(autoencoder, runners, prior_weights=None, decoder_weights=None, latent_refiner=None):
+    """(refiner, pixel decoders) for a codec's autoencoder: TAEF2's (dpc-v3: the codec file's
+    one-step latent refiner, if it has one), or our autoencoder's with its prior and perceptual decoder."""
     if isinstance(autoencoder, Taef2):
-        return NoRefiner(), Taef2Pixels(autoencoder.decoder, autoencoder.tuned, runners.options, runners)
+        refiner = NoRefiner() if latent_refiner is None else OneStepRefiner(latent_refiner, runners.options, runners)
+        return refiner, Taef2Pixels(autoencoder.decoder, autoencoder.tuned, runners.options, runners)
     refiner = Refiner(prior_weights, runners.options, runners)
     decoders = PixelDecoders(autoencoder.decoder, autoencoder.cfg.factor, decoder_weights, runners.options, runners)
     return refiner, decoders

@@ -1,6 +1,7 @@
 """The refinement stage: the diffusion prior, loaded on first use, and each level's default settings.
 
     coarse latent (1,C,h,w) --[steps > 0: the prior's few-step sampling, codec/sampling.py]--> latent
+    dpc-v3: coarse latent + y's scales + level --[steps 1: the one-step latent refiner]--> latent
 
 The defaults a file records (sampler, steps, guidance per trained level) live in the prior's
 weight file; reading them needs only its metadata, so compressing builds no network.
@@ -15,10 +16,12 @@ from bitstream import RefineSettings
 
 from .errors import InvalidOptionError
 from .model_files import DEFAULT_PRIOR_WEIGHTS, load_prior, read_prior_config
+from .models.latent_refiner import LatentRefiner
 from .models.prior import LatentPrior, PriorConfig
 from .options import RunOptions
 from .placement import on_device
 from .runners import Runners, set_attention
+from .tiling import tile_map
 
 # The prior sees a wide context (mid-block attention), so it is tiled only beyond
 # 2048 px; its tiles overlap by 32 latent px and carry 32 px of halo.
@@ -66,11 +69,14 @@ class Refiner:
         return self.runners.get("prior", build)
 
     @torch.inference_mode()
-    def refine(self, coarse: Tensor, nearest: int, settings: RefineSettings, tiled: bool, progress=None) -> Tensor:
+    def refine(
+        self, coarse: Tensor, nearest: int, settings: RefineSettings, tiled: bool, progress=None, **side
+    ) -> Tensor:
         """Coarse latent (1,C,h,w) -> refined latent (unchanged if settings.steps is 0).
 
         `progress("refine", done, steps)` as it starts and after each sampling step;
-        `tiled`: the prior runs on tiles beyond PRIOR_TILE latent px.
+        `tiled`: the prior runs on tiles beyond PRIOR_TILE latent px. `side` (the file's scale
+        indexes and level, for a latent refiner) is not used: the prior is conditioned on `nearest`.
         """
         if settings.steps == 0:
             return coarse
@@ -94,8 +100,8 @@ class Refiner:
 
 
 class NoRefiner:
-    """The refinement stage of a codec without a diffusion prior for its latent (dpc-v3, for now):
-    files record no refinement, and asking for steps is a one-line InvalidOptionError."""
+    """The refinement stage of a codec without a refiner for its latent (dpc-v3 weights that have
+    none): files record no refinement, and asking for steps is a one-line InvalidOptionError."""
 
     sha256 = ""
     prior = None
@@ -106,7 +112,64 @@ class NoRefiner:
     def net(self):
         raise InvalidOptionError("these weights have no diffusion prior: refinement is not available")
 
-    def refine(self, coarse: Tensor, nearest: int, settings: RefineSettings, tiled: bool, progress=None) -> Tensor:
+    def refine(self, coarse: Tensor, nearest: int, settings: RefineSettings, tiled: bool, progress=None, **side):
         if settings.steps:
             self.net()
         return coarse
+
+
+class OneStepRefiner:
+    """The refinement stage of a dpc-v3 codec file with a latent refiner (codec/models/latent_refiner.py):
+
+        coarse latent, y's scale-table indexes, the file's 0-based level --one step--> latent
+
+    A file records steps 1 (refine) or 0 (the plain decode of the coarse latent); the refiner is
+    deterministic, so the sampler, guidance, seed and start a header carries do not change it.
+    Its weights are part of the codec file (covered by its digest), not a file of their own.
+    """
+
+    sha256 = ""
+    prior = None
+
+    def __init__(self, refiner: LatentRefiner, options: RunOptions, runners: Runners):
+        self.refiner, self.options, self.runners = refiner.to(options.home), options, runners
+
+    def default(self, nearest: int) -> RefineSettings:
+        return RefineSettings(steps=1)
+
+    def net(self):
+        return self.runners.get("refiner", lambda: self.refiner)
+
+    @torch.inference_mode()
+    def refine(
+        self,
+        coarse: Tensor,
+        nearest: int,
+        settings: RefineSettings,
+        tiled: bool,
+        progress=None,
+        *,
+        scale_indexes: Tensor | None = None,
+        level: float | None = None,
+    ) -> Tensor:
+        """Coarse latent (1,32,h,w) -> refined latent; `scale_indexes` (1,96,h/2,w/2) and `level`
+        (the header's 0-based level) come from the file. Unchanged with steps 0; tiles beyond
+        PRIOR_TILE latent px when `tiled` (local convolutions: the tiles match a whole run)."""
+        if settings.steps == 0:
+            return coarse
+        if settings.steps != 1:
+            raise InvalidOptionError(f"these weights refine in one step: steps must be 0 or 1, got {settings.steps}")
+        if scale_indexes is None or level is None:
+            raise InvalidOptionError("the latent refiner needs the file's scale indexes and level")
+        if progress is not None:
+            progress("refine", 0, 1)
+        net, c = self.net(), coarse.shape[1]
+        side = torch.nn.functional.interpolate(scale_indexes.to(coarse.dtype), size=coarse.shape[-2:], mode="nearest")
+        levels = torch.tensor([float(level)], device=coarse.device)
+        halo = -(-self.refiner.cfg.receptive_field // 8) * 8  # rounded up to tiling's grid
+        fn = lambda t: net(t[:, :c], t[:, c:], levels)  # noqa: E731
+        with on_device(net, self.options):
+            out = tile_map(fn, torch.cat([coarse, side.to(coarse.device)], 1), PRIOR_TILE if tiled else 0, 8, halo)
+        if progress is not None:
+            progress("refine", 1, 1)
+        return out

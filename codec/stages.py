@@ -77,11 +77,21 @@ class Stages:
         return codec.entropy.compressor.quantized_latent(torch.from_numpy(symbols.y), params)
 
     @torch.inference_mode()
-    def refine_latent(self, coarse, quality: int, settings: RefineSettings, tile: int = DEFAULT_TILE, progress=None):
-        """Coarse latent (1,C,h,w) -> refined latent with the diffusion prior (unchanged if steps 0)."""
+    def refine_latent(
+        self, coarse, quality: int, settings: RefineSettings, tile: int = DEFAULT_TILE, progress=None, **side
+    ):
+        """Coarse latent (1,C,h,w) -> refined latent with the diffusion prior, or a dpc-v3 codec's
+        latent refiner, which also needs `side` (`refinement_side(data)`); unchanged if steps 0."""
         c = self.codec
         c.rates.check(RatePoint(quality), CodecError)
-        return c.refiner.refine(coarse, quality, settings, bool(check_tile(tile)), progress)
+        return c.refiner.refine(coarse, quality, settings, bool(check_tile(tile)), progress, **side)
+
+    @torch.inference_mode()
+    def refinement_side(self, data: bytes) -> dict:
+        """Bytes -> what a latent refiner sees besides the coarse latent: y's scale-table indexes
+        (1,M,h/2,w/2) int32 and the header's 0-based level."""
+        _, header, _, params = self.codec._open(data)
+        return dict(scale_indexes=params.indexes, level=header.level)
 
     @torch.inference_mode()
     def decode_pixels(self, latent, tile: int = DEFAULT_TILE, level: float | None = None, progress=None):

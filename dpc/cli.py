@@ -159,7 +159,7 @@ def _info(args) -> int:
     r = h.refine
     if r.steps:
         extra = f", start {r.start:g}, early exit {r.early_exit:g}" if r.start != 1 or r.early_exit else ""
-        refine = f"{r.steps} steps, {r.sampler}, guidance {r.guidance:g}, seed {r.seed}{extra}"
+        refine = f"{r.steps} step{'s' * (r.steps > 1)}, {r.sampler}, guidance {r.guidance:g}, seed {r.seed}{extra}"
     else:
         refine = "none (the decoder draws the coarse latent)"
     print(f"refinement:      {refine}")

@@ -86,6 +86,7 @@ def add_bench_parser(sub) -> None:
     b.add_argument("--configs", default=None, help="comma list of configurations (default per device, see --help)")
     b.add_argument("--device", default="cpu", help="torch device (default cpu)")
     b.add_argument("--quality", type=int, default=1, help="quality level of the benchmark files (default 1)")
+    b.add_argument("--weights", type=Path, default=None, help="codec weights (.safetensors; default: the shipped)")
     b.add_argument("--repeats", type=int, default=3, help="timed runs per configuration and size (default 3)")
     b.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     b.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
@@ -115,6 +116,9 @@ def run_bench_command(args) -> int:
         device = args.device
         configs = (args.configs or DEFAULT_CONFIGS.get(device.split(":")[0], "fp32")).split(",")
         specs = {name: parse_config(name, device) for name in configs}
+        if args.weights is not None:  # every worker decodes with them
+            for spec in specs.values():
+                spec["options"]["weights"] = str(args.weights)
     except ValueError as exc:
         raise InvalidOptionError(f"bench: {exc}") from None
     if not sizes or min(sizes) < 64 or max(sizes) > 16384:
@@ -122,7 +126,10 @@ def run_bench_command(args) -> int:
     if args.repeats < 1 or args.warmup < 0:
         raise InvalidOptionError("bench: --repeats must be at least 1 and --warmup at least 0")
     if "fp32" not in specs:
-        specs = {"fp32": parse_config("fp32", device), **specs}  # the quality reference
+        reference = parse_config("fp32", device)  # the quality reference
+        if args.weights is not None:
+            reference["options"]["weights"] = str(args.weights)
+        specs = {"fp32": reference, **specs}
     result = run_bench(args.images, sizes, specs, args)
     table = format_table(result)
     print(table)
@@ -163,7 +170,7 @@ def run_bench(paths, sizes, specs, args) -> dict:
 
     from codec import Codec
 
-    codec = Codec.load()
+    codec = Codec.load(getattr(args, "weights", None))
     work = Path(tempfile.mkdtemp(prefix="dpc-bench-"))
     files = []
     for name, image in bench_images(paths):
@@ -207,6 +214,7 @@ def run_bench(paths, sizes, specs, args) -> dict:
     return {
         "machine": _machine(args.device),
         "quality": args.quality,
+        "weights": str(args.weights) if getattr(args, "weights", None) else "shipped",
         "repeats": args.repeats,
         "warmup": args.warmup,
         "memory": "CUDA max allocated"

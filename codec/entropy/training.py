@@ -9,6 +9,7 @@ Same networks, gains and state-dict names as codec/entropy/compressor.py, which 
 what `prepare_tables` leaves in the weight file and never imports CompressAI.
 """
 
+import math
 import warnings
 
 import torch
@@ -51,6 +52,21 @@ class TrainableCompressor(HyperpriorCompressor):
         _, y_likelihoods = self.gaussian_conditional(y_g, scales, means=means)
         y_g_hat = ste_round(y_g - means) + means
         return self.g_s(y_g_hat / gain_y), y_likelihoods, z_likelihoods
+
+    def rounded_likelihoods(self, y_g: Tensor, means: Tensor, scales: Tensor, z_g: Tensor) -> tuple[Tensor, Tensor]:
+        """The probabilities the coder gives the rounded symbols (what a file pays), gained domain:
+        y's Gaussian mass on round(y_g - means), differentiable straight through the rounding to
+        y_g, means and scales; z's density on its symbols rounded about the medians (the density
+        model learns from it; h_a hears z's rate no more, a small share of it). -> (y, z) likelihoods.
+
+        CompressAI's forward prices additive noise instead, which overcharges small scales: with
+        dpc-v3-s4, level 0 cost 0.069 bpp that way against 0.0027 bpp rounded (docs/latent-codec.md)."""
+        values = ste_round(y_g - means).abs()
+        scales = torch.maximum(scales, self.gaussian_conditional.lower_bound_scale.bound)
+        cdf = lambda t: 0.5 * torch.erfc(-t / math.sqrt(2))  # noqa: E731
+        y_lik = cdf((0.5 - values) / scales) - cdf((-0.5 - values) / scales)
+        _, z_lik = self.entropy_bottleneck(z_g, training=False)
+        return self.gaussian_conditional.likelihood_lower_bound(y_lik), z_lik
 
     def prepare_tables(self) -> None:
         """Compute the integer CDF tables from the (final, rounded) weights."""

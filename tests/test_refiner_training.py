@@ -1,0 +1,65 @@
+"""The two pieces of scripts/train_latent_refiner.py that decide what the run optimises: the rate of
+the rounded symbols, and the per-level gradient weighting."""
+
+import torch
+
+from codec.entropy.compressor import CompressorConfig, medians
+from codec.entropy.training import TrainableCompressor
+from scripts.common import likelihood_bits
+from scripts.train_latent_refiner import ScaleGrad, coded
+
+
+def small_compressor() -> TrainableCompressor:
+    torch.manual_seed(0)
+    cfg = CompressorConfig(latent_channels=32, channels=32, y_channels=24, hyper_channels=24, z_channels=8, levels=3)
+    return TrainableCompressor(cfg)
+
+
+def test_the_rounded_rate_is_compressais_discrete_likelihood_and_has_a_gradient():
+    comp = small_compressor()
+    latent = torch.randn(2, 32, 16, 16) * 2
+    levels = torch.tensor([0, 2])
+    _, y_lik, z_lik, _ = coded(comp, latent, levels, "rounded")
+    # the same quantities through CompressAI's own models in their non-training (rounding) mode
+    with torch.no_grad():
+        gain_y = comp.log_gain_y[levels].exp()[:, :, None, None]
+        gain_z = comp.log_gain_z[levels].exp()[:, :, None, None]
+        y = comp.g_a(latent)
+        z_hat, z_ref = comp.entropy_bottleneck(comp.h_a(y) * gain_z, training=False)
+        means, scales = comp.raw_params(z_hat / gain_z, gain_y)
+        _, y_ref = comp.gaussian_conditional(y * gain_y, scales, means=means, training=False)
+    assert torch.allclose(y_lik, y_ref, rtol=1e-4, atol=1e-7)
+    assert torch.allclose(z_lik, z_ref, rtol=1e-4, atol=1e-7)
+    likelihood_bits(y_lik).sum().backward()
+    assert comp.g_a[0].weight.grad.abs().sum() > 0  # straight through the rounding
+
+
+def test_the_noise_proxy_charges_more_than_the_rounded_symbols_cost():
+    comp = small_compressor()
+    latent = torch.randn(4, 32, 16, 16)
+    levels = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        noisy = likelihood_bits(coded(comp, latent, levels, "noise")[1]).sum()
+        rounded = likelihood_bits(coded(comp, latent, levels, "rounded")[1]).sum()
+    assert rounded < noisy
+
+
+def test_the_scale_indexes_are_the_coders():
+    comp = small_compressor()
+    latent = torch.randn(1, 32, 16, 16)
+    _, _, _, indexes = coded(comp, latent, torch.tensor([1]))
+    with torch.no_grad():
+        y = comp.g_a(latent)
+        gain_y, gain_z = comp.gains(1)
+        z = torch.round(comp.h_a(y) * gain_z - medians(comp.entropy_bottleneck))
+        params = comp.hyper_params(z.to(torch.int32), 1)
+    assert torch.equal(indexes.int(), params.indexes.int())
+
+
+def test_scale_grad_weights_each_samples_gradient_and_leaves_the_values():
+    x = torch.ones(3, 2, requires_grad=True)
+    weight = torch.tensor([0.5, 1.0, 4.0])
+    out = ScaleGrad.apply(x, weight)
+    assert torch.equal(out, x)
+    out.sum().backward()
+    assert torch.equal(x.grad, weight[:, None].expand(3, 2))
