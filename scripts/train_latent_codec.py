@@ -100,6 +100,15 @@ class PatchDiscriminator(torch.nn.Module):
         return self.net(x * 2 - 1)
 
 
+def discriminator_step(disc: PatchDiscriminator, disc_opt, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+    """One hinge-loss step of the discriminator on real windows `x` and decoded ones `x_hat` (detached)."""
+    disc.requires_grad_(True)
+    d_loss = (1 - disc(x)).relu().mean() + (1 + disc(x_hat.detach())).relu().mean()
+    disc_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    disc_opt.step()
+
+
 def init_from_weights(path: Path, comp: TrainableCompressor, decoder) -> None:
     """Start from a codec weight file written by --export (codec.model_files.save_latent_codec):
     the compressor with its z density model, and its fine-tuned decoder if it has one."""
@@ -273,11 +282,7 @@ def main() -> None:
             dec_opt.step()
             dec_opt.zero_grad(set_to_none=True)
         if "disc" in parts:  # hinge loss on the same windows
-            disc.requires_grad_(True)
-            d_loss = (1 - disc(x)).relu().mean() + (1 + disc(x_hat.detach())).relu().mean()
-            disc_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            disc_opt.step()
+            discriminator_step(disc, disc_opt, x, x_hat)
         aux_opt.zero_grad(set_to_none=True)
         comp.entropy_bottleneck.loss().backward()
         aux_opt.step()

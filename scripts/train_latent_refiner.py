@@ -37,7 +37,15 @@ from codec.models.latent_refiner import LatentRefiner, RefinerConfig
 from eval.perceptual import DISTSMetric, LPIPSMetric
 from scripts.checkpoints import load_checkpoint, save_checkpoint
 from scripts.common import CsvLog, command_line, likelihood_bits, warmup_cosine
-from scripts.train_latent_codec import CONFIG, Batches, PatchDiscriminator, init_from_weights, lowpass_error, resume
+from scripts.train_latent_codec import (
+    CONFIG,
+    Batches,
+    PatchDiscriminator,
+    discriminator_step,
+    init_from_weights,
+    lowpass_error,
+    resume,
+)
 
 
 class ScaleGrad(torch.autograd.Function):
@@ -205,11 +213,7 @@ def main() -> None:
         for g in opt.param_groups:
             torch.nn.utils.clip_grad_norm_(g["params"], 1.0)
         opt.step()
-        disc.requires_grad_(True)  # hinge loss on the same windows
-        d_loss = (1 - disc(x)).relu().mean() + (1 + disc(x_hat.detach())).relu().mean()
-        disc_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        disc_opt.step()
+        discriminator_step(disc, disc_opt, x, x_hat)  # hinge loss on the same windows
         aux_opt.zero_grad(set_to_none=True)
         comp.entropy_bottleneck.loss().backward()
         aux_opt.step()
