@@ -13,14 +13,18 @@ Per crop, at a random level l:
     D          = w_lat MSE(refined, latent) + w_mse MSE(x_hat, x) / 0.01 + LPIPS + w_dists DISTS
                  + w_gan hinge_G(disc(x_hat)) + w_low LOWPASS(x_hat, x) / 0.01
     compressor:          bpp + lambda_l (D + w_lat MSE(latent_hat, latent))   (--comp-lr 0: frozen)
-    refiner and decoder: D, the same weight at every level
+    refiner:             D, the same weight at every level
+    decoder:             D's pixel terms, the same weight at every level (--decoder-weighting plain)
+                         or lambda_l / mean(lambda) (--decoder-weighting lambda, as s4 trained it)
 
 Why the two weightings: with lambda from 0.006 to 1.9, a shared lambda-weighted loss gives the
 lowest level 1/300 of the top level's say, and the lowest levels are where the colours went
 (docs/latent-codec.md, runs s4-s6). The refiner and the decoder make no rate, so they learn every
 level's distortion alike; the compressor still trades its rate against lambda. One backward pass
 does both: the gradient that leaves D for the compressor is scaled by lambda_l on its way
-(`ScaleGrad`).
+(`ScaleGrad`). Run r2 gave the decoder the plain weighting too, and its middle levels lost to s4,
+whose decoder heard lambda: `decoder_weighted` lets the decoder hear lambda while the refiner
+upstream of it still hears D plainly.
 """
 
 import argparse
@@ -60,6 +64,13 @@ class ScaleGrad(torch.autograd.Function):
     def backward(ctx, grad):
         (weight,) = ctx.saved_tensors
         return grad * weight.view(-1, *([1] * (grad.dim() - 1))), None
+
+
+def decoder_weighted(decoder: torch.nn.Module, latent: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """decoder(latent) for a loss that the caller multiplies per sample by weight (B,): the decoder's
+    parameters get the weighted gradient, while the gradient that leaves through `latent` (to the
+    refiner and the compressor) is divided by the weight again, so it stays the unweighted one."""
+    return decoder(ScaleGrad.apply(latent, 1.0 / weight))
 
 
 def coded(comp: TrainableCompressor, latent: torch.Tensor, levels: torch.Tensor, rate: str = "noise"):
@@ -106,6 +117,12 @@ def main() -> None:
     ap.add_argument("--gain-lr-scale", type=float, default=100.0, help="gains' and z density's lr / --comp-lr")
     ap.add_argument(
         "--rate", choices=("noise", "rounded"), default="noise", help="the rate term's likelihoods (see `coded`)"
+    )
+    ap.add_argument(
+        "--decoder-weighting",
+        choices=("plain", "lambda"),
+        default="plain",
+        help="the decoder's per-level weight of D's pixel terms (see the module docstring)",
     )
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.006, 0.019, 0.06, 0.19, 0.6, 1.9])
     ap.add_argument("--latent-mse", type=float, default=0.25)
@@ -170,6 +187,7 @@ def main() -> None:
         if args.disc_from:  # a trained discriminator (the run that made --init) rather than a fresh one
             load_checkpoint(args.disc_from, {"disc": disc})
     lambdas = torch.tensor(args.lambdas)
+    decoder_weights = lambdas / lambdas.mean() if args.decoder_weighting == "lambda" else torch.ones_like(lambdas)
     header = ["step", "seconds", "level", "bpp", "coarse_mse", "latent_mse", "pixel_mse", "lpips", "dists"]
     header += ["gan_g", "lowpass"]
     log = CsvLog(args.log, header, append=args.resume)
@@ -183,7 +201,7 @@ def main() -> None:
             g["lr"] = g["base"] * scale
         latent, image = data.batch(args.batch)
         levels = torch.from_numpy(data.rng.integers(0, len(args.lambdas), args.batch))
-        lam = lambdas[levels]
+        lam, dec_w = lambdas[levels], decoder_weights[levels]
         latent_hat, y_lik, z_lik, indexes = coded(comp, latent, levels, args.rate)
         bpp = (likelihood_bits(y_lik) + likelihood_bits(z_lik)) / (image.shape[-2] * image.shape[-1])
         coarse_mse = (latent_hat - latent).pow(2).mean((1, 2, 3))
@@ -196,17 +214,19 @@ def main() -> None:
         x = image[..., 8 * top : 8 * (top + w), 8 * left : 8 * (left + w)]
         dy, dx = (int(v) for v in data.rng.integers(0, 4, 2))  # LPIPS phase (see train_latent_codec)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            x_hat = decoder(refined[..., top : top + w, left : left + w]).float().clamp(0, 1)
+            x_hat = decoder_weighted(decoder, refined[..., top : top + w, left : left + w], dec_w)
+            x_hat = x_hat.float().clamp(0, 1)
             perceptual = lpips(x_hat[..., dy:, dx:] * 2 - 1, x[..., dy:, dx:] * 2 - 1).float().flatten()
         pix_mse = (x_hat - x).pow(2).mean((1, 2, 3))
         dist = dists(x, x_hat, require_grad=True, batch_average=False).flatten()
         low = lowpass_error(x_hat, x)
         disc.requires_grad_(False)
         adv = -disc(x_hat).mean((1, 2, 3))
-        distortion = args.latent_mse * lat_mse + args.mse * pix_mse / 0.01 + args.lpips * perceptual
-        distortion = distortion + args.dists * dist + args.lowpass * low / 0.01
+        pixel_terms = args.mse * pix_mse / 0.01 + args.lpips * perceptual + args.dists * dist
+        pixel_terms = pixel_terms + args.lowpass * low / 0.01
         if step >= args.gan_start:
-            distortion = distortion + args.gan * adv
+            pixel_terms = pixel_terms + args.gan * adv
+        distortion = args.latent_mse * lat_mse + dec_w * pixel_terms  # dec_w is undone upstream of the decoder
         loss = (bpp + lam * args.latent_mse * coarse_mse + distortion).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

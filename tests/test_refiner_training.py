@@ -6,7 +6,7 @@ import torch
 from codec.entropy.compressor import CompressorConfig, medians
 from codec.entropy.training import TrainableCompressor
 from scripts.common import likelihood_bits
-from scripts.train_latent_refiner import ScaleGrad, coded
+from scripts.train_latent_refiner import ScaleGrad, coded, decoder_weighted
 
 
 def small_compressor() -> TrainableCompressor:
@@ -63,3 +63,33 @@ def test_scale_grad_weights_each_samples_gradient_and_leaves_the_values():
     assert torch.equal(out, x)
     out.sum().backward()
     assert torch.equal(x.grad, weight[:, None].expand(3, 2))
+
+
+def test_decoder_weighting_reaches_the_decoder_but_not_what_feeds_it():
+    torch.manual_seed(0)
+    decoder = torch.nn.Conv2d(4, 3, 3, padding=1)
+    latent = torch.randn(2, 4, 8, 8)
+    weight = torch.tensor([0.01, 3.0])
+
+    def grads(weighted: bool):
+        decoder.zero_grad()
+        x = latent.clone().requires_grad_(True)
+        if weighted:
+            out = decoder_weighted(decoder, x, weight)
+            loss = (weight * out.pow(2).mean((1, 2, 3))).sum()
+        else:
+            loss = decoder(x).pow(2).mean((1, 2, 3)).sum()
+        loss.backward()
+        return x.grad, decoder.weight.grad.clone()
+
+    plain_in, plain_w = grads(False)
+    weighted_in, weighted_w = grads(True)
+    assert torch.allclose(weighted_in, plain_in, rtol=1e-5, atol=1e-7)  # the refiner hears D plainly
+    assert not torch.allclose(weighted_w, plain_w, rtol=1e-2)  # the decoder hears the weights
+    # the decoder's gradient is the per-sample weighted sum
+    decoder.zero_grad()
+    (weight[1] * decoder(latent[1:]).pow(2).mean()).backward()
+    only_second = decoder.weight.grad.clone()
+    decoder.zero_grad()
+    (weight[0] * decoder(latent[:1]).pow(2).mean()).backward()
+    assert torch.allclose(weighted_w, only_second + decoder.weight.grad, rtol=1e-4, atol=1e-7)
