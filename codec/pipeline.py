@@ -40,7 +40,7 @@ from .options import DEFAULT_TILE, RunOptions, check_effort, check_fidelity, che
 from .pixels import PixelDecoders, Taef2Pixels
 from .placement import on_device
 from .quality_scale import DEFAULT_QUALITY, RateScale
-from .refinement import NoRefiner, OneStepRefiner, Refiner
+from .refinement import NoRefiner, OneStepRefiner, Refiner, refiner_side
 from .runners import Runners
 from .stages import Stages
 
@@ -222,7 +222,7 @@ class Codec:
         (progress or (lambda *_: None))("entropy", 1, 1)
         if not fidelity:
             settings = with_overrides(header.refine, overrides)
-            side = dict(scale_indexes=params.indexes, level=header.level)  # what a latent refiner sees
+            side = refiner_side(header, params)
             latent = codec.refiner.refine(latent, header.quality, settings, bool(tile), progress, **side)
         x = codec.pixels.decode(latent, tile, None if fidelity else header.level, progress)
         return tensor_to_image(Canvas.of_header(header).crop(x))

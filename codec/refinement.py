@@ -99,6 +99,12 @@ class Refiner:
             )
 
 
+def refiner_side(header, params) -> dict:
+    """What a latent refiner sees besides the coarse latent, from a file's header and hyper
+    parameters: y's scale-table indexes (1,M,h/2,w/2) int32 and the 0-based level."""
+    return dict(scale_indexes=params.indexes, level=header.level)
+
+
 class NoRefiner:
     """The refinement stage of a codec without a refiner for its latent (dpc-v3 weights that have
     none): files record no refinement, and asking for steps is a one-line InvalidOptionError."""

@@ -18,6 +18,7 @@ from .entropy import Symbols
 from .errors import CodecError
 from .options import DEFAULT_TILE, check_tile
 from .quality_scale import DEFAULT_QUALITY
+from .refinement import refiner_side
 
 
 class Stages:
@@ -91,7 +92,7 @@ class Stages:
         """Bytes -> what a latent refiner sees besides the coarse latent: y's scale-table indexes
         (1,M,h/2,w/2) int32 and the header's 0-based level."""
         _, header, _, params = self.codec._open(data)
-        return dict(scale_indexes=params.indexes, level=header.level)
+        return refiner_side(header, params)
 
     @torch.inference_mode()
     def decode_pixels(self, latent, tile: int = DEFAULT_TILE, level: float | None = None, progress=None):

@@ -116,6 +116,8 @@ def run_bench_command(args) -> int:
         device = args.device
         configs = (args.configs or DEFAULT_CONFIGS.get(device.split(":")[0], "fp32")).split(",")
         specs = {name: parse_config(name, device) for name in configs}
+        if "fp32" not in specs:
+            specs = {"fp32": parse_config("fp32", device), **specs}  # the quality reference
         if args.weights is not None:  # every worker decodes with them
             for spec in specs.values():
                 spec["options"]["weights"] = str(args.weights)
@@ -125,11 +127,6 @@ def run_bench_command(args) -> int:
         raise InvalidOptionError("bench: sizes must be between 64 and 16384 px")
     if args.repeats < 1 or args.warmup < 0:
         raise InvalidOptionError("bench: --repeats must be at least 1 and --warmup at least 0")
-    if "fp32" not in specs:
-        reference = parse_config("fp32", device)  # the quality reference
-        if args.weights is not None:
-            reference["options"]["weights"] = str(args.weights)
-        specs = {"fp32": reference, **specs}
     result = run_bench(args.images, sizes, specs, args)
     table = format_table(result)
     print(table)

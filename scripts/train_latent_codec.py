@@ -137,16 +137,21 @@ def resume(path: Path, parts: dict) -> dict:
     return meta if meta is not None else load_checkpoint(path, {})
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--cache", type=Path, default=Path(".data/taef2_cache.npz"))
-    ap.add_argument("--stage", choices=("latent", "pixel"), required=True)
-    ap.add_argument("--init", type=Path, help="start from this checkpoint's compressor (a new stage)")
+def add_run_options(ap: argparse.ArgumentParser) -> None:
+    """The options that run, stop and resume a training (shared with train_latent_refiner)."""
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--checkpoint-every", type=float, default=300, help="seconds")
     ap.add_argument("--log", type=Path, required=True)
     ap.add_argument("--seconds", type=float, default=900)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--cache", type=Path, default=Path(".data/taef2_cache.npz"))
+    ap.add_argument("--stage", choices=("latent", "pixel"), required=True)
+    ap.add_argument("--init", type=Path, help="start from this checkpoint's compressor (a new stage)")
+    add_run_options(ap)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument(

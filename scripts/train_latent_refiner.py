@@ -45,6 +45,7 @@ from scripts.train_latent_codec import (
     CONFIG,
     Batches,
     PatchDiscriminator,
+    add_run_options,
     discriminator_step,
     init_from_weights,
     lowpass_error,
@@ -104,11 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cache", type=Path, default=Path(".data/taef2_cache.npz"))
     ap.add_argument("--init", type=Path, help="a dpc-v3 weight file: its compressor and fine-tuned decoder")
-    ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--checkpoint-every", type=float, default=300, help="seconds")
-    ap.add_argument("--log", type=Path, required=True)
-    ap.add_argument("--seconds", type=float, default=900)
+    add_run_options(ap)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--window", type=int, default=16, help="latent px decoded per crop (x8 px)")
     ap.add_argument("--lr", type=float, default=2e-4, help="the refiner's learning rate")
