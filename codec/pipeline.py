@@ -202,6 +202,7 @@ class Codec:
         seed: int | None = None,
         start: float | None = None,
         early_exit: float | None = None,
+        realism: float | None = None,
         tile: int = DEFAULT_TILE,
         fidelity: bool = False,
         progress=None,
@@ -210,19 +211,21 @@ class Codec:
 
         Default: the perceptual decoder draws the latent, refined first as the header records;
         each refinement keyword that is not None overrides the header (steps=0: no refinement).
+        realism (0..1; None: the weights' default): for dpc-v3 weights whose refiner has a realism
+        input, 0 the lowest distortion, 1 the most realistic texture (codec/models/latent_refiner.py).
         fidelity=True: the autoencoder's MSE decoder without refinement, the highest PSNR /
         MS-SSIM (refinement keywords are then refused). `tile`: pixel-decoding tile side in px
         (0 = no tiling). The same file, options and device give identical pixels.
         """
         tile = check_tile(tile)
         overrides = dict(steps=steps, sampler=sampler, guidance=guidance, seed=seed, start=start, early_exit=early_exit)
-        check_fidelity(fidelity, overrides)
+        check_fidelity(fidelity, overrides | dict(realism=realism))
         codec, header, symbols, params = self._open(data, progress)
         latent = codec.entropy.synthesise(symbols.y, params, header.level)
         (progress or (lambda *_: None))("entropy", 1, 1)
         if not fidelity:
             settings = with_overrides(header.refine, overrides)
-            side = refiner_side(header, params)
+            side = refiner_side(header, params) | dict(realism=realism)
             latent = codec.refiner.refine(latent, header.quality, settings, bool(tile), progress, **side)
         x = codec.pixels.decode(latent, tile, None if fidelity else header.level, progress)
         return tensor_to_image(Canvas.of_header(header).crop(x))

@@ -78,6 +78,8 @@ class Refiner:
         `tiled`: the prior runs on tiles beyond PRIOR_TILE latent px. `side` (the file's scale
         indexes and level, for a latent refiner) is not used: the prior is conditioned on `nearest`.
         """
+        if side.get("realism") is not None:
+            raise InvalidOptionError("these weights have no realism setting (their prior has none)")
         if settings.steps == 0:
             return coarse
         from .sampling import refine
@@ -119,6 +121,8 @@ class NoRefiner:
         raise InvalidOptionError("these weights have no diffusion prior: refinement is not available")
 
     def refine(self, coarse: Tensor, nearest: int, settings: RefineSettings, tiled: bool, progress=None, **side):
+        if side.get("realism") is not None:
+            raise InvalidOptionError("these weights have no realism setting (they have no latent refiner)")
         if settings.steps:
             self.net()
         return coarse
@@ -157,10 +161,15 @@ class OneStepRefiner:
         *,
         scale_indexes: Tensor | None = None,
         level: float | None = None,
+        realism: float | None = None,
     ) -> Tensor:
         """Coarse latent (1,32,h,w) -> refined latent; `scale_indexes` (1,96,h/2,w/2) and `level`
-        (the header's 0-based level) come from the file. Unchanged with steps 0; tiles beyond
-        PRIOR_TILE latent px when `tiled` (local convolutions: the tiles match a whole run)."""
+        (the header's 0-based level) come from the file; `realism` (0..1, None: the weights'
+        default) for a refiner with a realism input. Its noise comes from settings.seed, drawn on
+        the CPU for the whole latent, so tiles and devices agree. Unchanged with steps 0; tiles
+        beyond PRIOR_TILE latent px when `tiled` (local convolutions: the tiles match a whole run)."""
+        cfg = self.refiner.cfg
+        r = realism_of(cfg, realism)
         if settings.steps == 0:
             return coarse
         if settings.steps != 1:
@@ -169,13 +178,34 @@ class OneStepRefiner:
             raise InvalidOptionError("the latent refiner needs the file's scale indexes and level")
         if progress is not None:
             progress("refine", 0, 1)
-        net, c = self.net(), coarse.shape[1]
+        net, c, m = self.net(), coarse.shape[1], scale_indexes.shape[1]
         side = torch.nn.functional.interpolate(scale_indexes.to(coarse.dtype), size=coarse.shape[-2:], mode="nearest")
+        inputs = [coarse, side.to(coarse.device)]
+        if cfg.noise_channels:
+            gen = torch.Generator().manual_seed(settings.seed)
+            inputs.append(torch.randn((1, cfg.noise_channels, *coarse.shape[-2:]), generator=gen).to(coarse))
         levels = torch.tensor([float(level)], device=coarse.device)
-        halo = -(-self.refiner.cfg.receptive_field // 8) * 8  # rounded up to tiling's grid
-        fn = lambda t: net(t[:, :c], t[:, c:], levels)  # noqa: E731
+        realism_in = [torch.tensor([r], device=coarse.device)] if cfg.realism else []
+        halo = -(-cfg.receptive_field // 8) * 8  # rounded up to tiling's grid
+
+        def fn(t: Tensor) -> Tensor:  # positional: the runner casts each tensor it is given
+            noise = [t[:, c + m :]] if cfg.noise_channels else []
+            return net(t[:, :c], t[:, c : c + m], levels, *realism_in, *noise)
+
         with on_device(net, self.options):
-            out = tile_map(fn, torch.cat([coarse, side.to(coarse.device)], 1), PRIOR_TILE if tiled else 0, 8, halo)
+            out = tile_map(fn, torch.cat(inputs, 1), PRIOR_TILE if tiled else 0, 8, halo)
         if progress is not None:
             progress("refine", 1, 1)
         return out
+
+
+def realism_of(cfg, realism: float | None) -> float:
+    """The realism a decode uses: `realism` if given (InvalidOptionError outside 0..1, or for a
+    refiner without a realism input), else the weights' default."""
+    if realism is None:
+        return float(cfg.default_realism)
+    if not cfg.realism:
+        raise InvalidOptionError("these weights have no realism setting (their refiner has no realism input)")
+    if isinstance(realism, bool) or not isinstance(realism, (int, float)) or not 0.0 <= realism <= 1.0:
+        raise InvalidOptionError(f"realism must be a number 0..1, got {realism!r}")
+    return float(realism)

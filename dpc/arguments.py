@@ -71,6 +71,13 @@ def parser(compress: Callable, decompress: Callable, info: Callable) -> argparse
     _common(d)
     _refine_options(d, "refinement (default: what the file's header records)")
     d.add_argument(
+        "--realism",
+        type=_unit_float,
+        metavar="R",
+        help="0..1: lowest distortion (0) to most realistic texture (1); dpc-v3 weights whose refiner "
+        "has a realism input only (default: the weights' own)",
+    )
+    d.add_argument(
         "--tile",
         type=int,
         default=DEFAULT_TILE,
@@ -231,6 +238,17 @@ def _int_at_least(minimum: int):
 
 
 _non_negative, _positive = _int_at_least(0), _int_at_least(1)
+
+
+def _unit_float(text: str) -> float:
+    """argparse type: a float in 0..1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be 0..1, got {text}")
+    return value
 
 
 def _positive_float(text: str) -> float:

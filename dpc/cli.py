@@ -122,6 +122,8 @@ def _decompress(args) -> int:
     output = _output(args, ".png")
     cluster = _cluster(args)
     refine = refine_overrides(args)
+    if args.realism is not None:
+        refine["realism"] = args.realism
     check_fidelity(args.fidelity, refine)  # the library's own checks, before any file is touched
     check_tile(args.tile)
     jobs = folder_jobs(args.input, output, {".dpc"}, ".png")

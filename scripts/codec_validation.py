@@ -14,8 +14,9 @@ Each --codec is LABEL=WEIGHTS:QUALITIES (WEIGHTS `default` = the shipped codec).
 BSDS500 `val` split (native size; the first --images of them, sorted) is compressed at each
 quality; rate = file bytes x 8 / pixels, header included. Per file: PSNR, MS-SSIM, LPIPS-Alex,
 DISTS of the default decode (or, with --steps, of the decode with that many refinement steps:
-label such rows apart, e.g. `dpc-v3-r1-steps0`). Rows are appended to --out as they are measured (a rerun skips
-what is there); the summary prints the mean curves and each codec's BD-rates against the first.
+label such rows apart, e.g. `dpc-v3-r1-steps0`; so too with --realism). Rows are appended to
+--out as they are measured (a rerun skips what is there); the summary prints the mean curves and
+each codec's BD-rates against the first.
 """
 
 import argparse
@@ -95,6 +96,9 @@ def main() -> None:
     ap.add_argument(
         "--steps", type=int, help="decode with this many refinement steps instead of the file's (0: the plain decode)"
     )
+    ap.add_argument(
+        "--realism", type=float, help="decode at this realism (0..1) instead of the weights' default (label apart)"
+    )
     ap.add_argument("--multiple-of", type=int, default=1, help="centre-crop each photo to sides that are multiples")
     args = ap.parse_args()
     if args.summary:
@@ -123,7 +127,7 @@ def main() -> None:
                     if (path.name, label, str(q)) in done:
                         continue
                     data = codec.compress(original, quality=q)
-                    decoded = codec.decompress(data, steps=args.steps)
+                    decoded = codec.decompress(data, steps=args.steps, realism=args.realism)
                     row = dict(image=path.name, codec=label, quality=q, bytes=len(data))
                     row.update(bpp=bits_per_pixel(len(data), original), psnr=psnr(original, decoded))
                     row.update(msssim=msssim(original, decoded), lpips=lpips(original, decoded))

@@ -1,12 +1,12 @@
-"""The two pieces of scripts/train_latent_refiner.py that decide what the run optimises: the rate of
-the rounded symbols, and the per-level gradient weighting."""
+"""The pieces of scripts/train_latent_refiner.py that decide what the run optimises: the rate of
+the rounded symbols, the per-level gradient weighting, and where a realism refiner starts."""
 
 import torch
 
 from codec.entropy.compressor import CompressorConfig, medians
 from codec.entropy.training import TrainableCompressor
 from scripts.common import likelihood_bits
-from scripts.train_latent_refiner import ScaleGrad, coded, decoder_weighted
+from scripts.train_latent_refiner import ScaleGrad, coded, decoder_weighted, init_refiner
 
 
 def small_compressor() -> TrainableCompressor:
@@ -93,3 +93,28 @@ def test_decoder_weighting_reaches_the_decoder_but_not_what_feeds_it():
     decoder.zero_grad()
     (weight[0] * decoder(latent[:1]).pow(2).mean()).backward()
     assert torch.allclose(weighted_w, only_second + decoder.weight.grad, rtol=1e-4, atol=1e-7)
+
+
+@torch.no_grad()
+def test_a_realism_refiner_starts_from_a_codec_files_refiner_with_its_function(tmp_path):
+    from codec.model_files import save_latent_codec
+    from codec.models.latent_refiner import LatentRefiner, RefinerConfig
+
+    cfg = RefinerConfig(side_channels=24, width=16, blocks=2, levels=3)
+    torch.manual_seed(1)
+    old = LatentRefiner(cfg)
+    for p in old.parameters():
+        p.copy_(torch.randn_like(p).half().float() * 0.1)  # as a file stores them
+    path = tmp_path / "codec.safetensors"
+    save_latent_codec(path, small_compressor(), {}, refiner=old)
+    new = LatentRefiner(RefinerConfig(**(cfg.to_dict() | dict(realism=True, noise_channels=2))))
+    init_refiner(path, new)
+    coarse, indexes = torch.randn(1, 32, 8, 8), torch.randint(0, 64, (1, 24, 4, 4))
+    level, noise = torch.tensor([1.0]), torch.randn(1, 2, 8, 8)
+    want = old(coarse, indexes, level)
+    got = new(coarse, indexes, level, realism=torch.tensor([0.8]), noise=noise)
+    assert torch.allclose(got, want, atol=1e-5)
+    fresh = LatentRefiner(new.cfg)  # a file without a refiner leaves it as it was
+    save_latent_codec(tmp_path / "bare.safetensors", small_compressor(), {})
+    init_refiner(tmp_path / "bare.safetensors", fresh)
+    assert torch.equal(fresh.head.weight, torch.zeros_like(fresh.head.weight))
