@@ -75,12 +75,17 @@ def test_tiles_with_the_receptive_field_as_halo_match_the_whole_latent():
     assert (tiled - whole).abs().max() < 1e-4
 
 
+def small_compressor() -> TrainableCompressor:
+    """A random 3-level compressor for 32-channel latents whose y has SMALL's 24 side channels."""
+    torch.manual_seed(0)
+    cfg = CompressorConfig(latent_channels=32, channels=32, y_channels=24, hyper_channels=24, z_channels=8, levels=3)
+    return TrainableCompressor(cfg)
+
+
 @pytest.fixture(scope="module")
 def codec_files(tmp_path_factory):
     """(a codec file with a random refiner, the same compressor without one)."""
-    torch.manual_seed(0)
-    cfg = CompressorConfig(latent_channels=32, channels=32, y_channels=24, hyper_channels=24, z_channels=8, levels=3)
-    comp = TrainableCompressor(cfg)
+    comp = small_compressor()
     folder = tmp_path_factory.mktemp("refiner")
     with_refiner, without = folder / "with.safetensors", folder / "without.safetensors"
     save_latent_codec(without, comp, {})

@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 from helpers import make_textured
-from test_latent_refiner import SMALL, inputs, random_refiner
+from test_latent_refiner import SMALL, inputs, random_refiner, small_compressor
 
 from codec import Codec, InvalidOptionError
-from codec.entropy.compressor import CompressorConfig
-from codec.entropy.training import TrainableCompressor
 from codec.model_files import load_model, save_latent_codec
 from codec.models.latent_refiner import LatentRefiner, RefinerConfig
 from codec.refinement import realism_of
@@ -108,9 +106,7 @@ def test_realism_is_0_to_1_and_only_for_refiners_that_have_it():
 @pytest.fixture(scope="module")
 def realism_files(tmp_path_factory):
     """(a codec file whose refiner has a realism input and noise, one whose refiner has none)."""
-    torch.manual_seed(0)
-    cfg = CompressorConfig(latent_channels=32, channels=32, y_channels=24, hyper_channels=24, z_channels=8, levels=3)
-    comp = TrainableCompressor(cfg)
+    comp = small_compressor()
     folder = tmp_path_factory.mktemp("realism")
     noisy, plain = folder / "noisy.safetensors", folder / "plain.safetensors"
     refiner = noisy_refiner()
