@@ -12,6 +12,14 @@ CLI sets its Ctrl-C / SIGTERM handling before the slow imports start.
 """
 
 import importlib
+import os
+
+# MKL's GEMM (PyTorch's own CPU convolutions and linear layers) splits its sums by thread
+# count on Intel CPUs with AVX-512 / AMX, so a decode gave other last bits with 1 and 2
+# threads (issue #30). MKL's strict conditional-numerical-reproducibility mode makes them
+# thread-count independent. MKL reads it at its first call, so this must come before any
+# matrix work; a user's own MKL_CBWR wins. It costs the diffusion prior about 20 %.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 _SOURCES = {  # public name -> the module that defines it
     "DEFAULT_QUALITY": "codec.pipeline",

@@ -32,7 +32,13 @@ def main() -> int:
         pass
     if received:
         return stopped(signal.SIGTERM in received)
-    return run()
+    code = run()
+    # The run is over and its exit code decided: the interpreter's exit (torch's teardown, a few
+    # tenths of a second) must not end in death by a late Ctrl-C or SIGTERM (exit -2 / -15 and no
+    # line, issue #30). Python puts back the default action only where a Python handler was set.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    return code
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 """
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 from collections import deque
@@ -133,6 +134,8 @@ def _context():
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["codec.pipeline", "dpc.pool"])  # torch is imported once, by the server
+        with signals.children_ignore_sigint():  # the server's imports take seconds: no traceback on Ctrl-C
+            multiprocessing.forkserver.ensure_running()
     return ctx
 
 

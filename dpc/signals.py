@@ -1,18 +1,23 @@
 """Signal handling of `dpc`: Ctrl-C (SIGINT) and SIGTERM end a run in one line, 130 / 143.
 
-Imports nothing but `signal`, `sys` and `contextlib`: dpc/entry.py sets these handlers before any
-slow import (torch), so a signal in the first seconds ends like one later.
+Imports nothing but `signal`, `sys` and `contextlib` (and `threading` once a signal comes
+mid-import): dpc/entry.py sets these handlers before any slow import (torch), so a signal in the
+first seconds ends like one later.
 
 - In the CLI's process: SIGTERM -> `Terminated`, SIGINT -> KeyboardInterrupt (`on_signal`), and
-  each one recorded in `received`. Some libraries import optional parts under a bare `except:`,
-  which would swallow the KeyboardInterrupt (and later imports, torch's among them, happen inside
-  the command); a signal that came is honoured once the imports are done, before any work
-  (`raise_if_received`, called per file by dpc/jobs.py), and an error that follows a swallowed
-  signal is reported as the interruption it is (dpc/cli.py).
+  each one recorded in `received`. One that comes while the main thread imports is raised as soon
+  as the import is done, not inside it: torch's C++ initialisers abort on an exception. Some
+  libraries import optional parts under a bare `except:`, which would swallow the
+  KeyboardInterrupt (and later imports, torch's among them, happen inside the command); a signal
+  that came is honoured once the imports are done, before any work (`raise_if_received`, called
+  per file by dpc/jobs.py), and an error that follows a swallowed signal is reported as the
+  interruption it is (dpc/cli.py).
 - Cleaning up after one (stopping workers, removing temp files): both ignored (`ignored`).
 - Worker processes (dpc/pool.py): started with SIGINT blocked (`sigint_blocked`), then they ignore
   it (the parent stops them with SIGTERM) and unwind on SIGTERM (`as_worker`), so that write_atomic
-  removes its temp file.
+  removes its temp file. The forkserver they fork from is a new program (exec), which inherits an
+  ignored signal but not a blocked one, so it is started with SIGINT ignored
+  (`children_ignore_sigint`): a Ctrl-C while it imports torch printed its traceback (issue #30).
 """
 
 import signal
@@ -25,19 +30,61 @@ class Terminated(KeyboardInterrupt):
 
 
 received: list[int] = []  # the SIGINT / SIGTERM this run got, also one that a library swallowed
+_deferred: list[int] = []  # a signal that came mid-import, to be raised once the import is done
 
 
 def on_signal(signum, frame):
-    """SIGTERM -> Terminated, SIGINT -> KeyboardInterrupt, and a record of it in `received`."""
-    received.append(signum)
+    """SIGTERM -> Terminated, SIGINT -> KeyboardInterrupt, and a record of it in `received`.
+
+    Not in the middle of an import: torch's import runs C++ initialisers (c10d's, for one) that call
+    back into Python, and an exception raised there cannot unwind through them: the process died
+    with "terminate called after throwing an instance of 'pybind11::error_already_set'" (SIGABRT,
+    issue #30). There the signal waits until the main thread has left its imports (`_raise_later`)."""
+    if signum not in received:
+        received.append(signum)
+    if _importing(frame):
+        _raise_later(signum)
+        return
+    _deferred.clear()
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def raise_if_received() -> None:
     """At a safe point (the imports done, nothing written yet): raise for a signal that came
-    while a library's bare `except:` was running, and was swallowed there."""
+    while a library's bare `except:` was running, and was swallowed there, or that still waits
+    for an import to end."""
     if received:
+        _deferred.clear()
         raise Terminated() if signal.SIGTERM in received else KeyboardInterrupt()
+
+
+def _importing(frame) -> bool:
+    """Whether this stack runs an import (Python's import machinery has a frame in it)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_later(signum: int) -> None:
+    """Hand `signum` to the main thread again every 50 ms (`on_signal` returns while it still
+    imports, and raises once it does not) until it has been raised."""
+    import _thread
+    import threading
+    import time
+
+    if _deferred:  # a watcher is already at it
+        return
+    _deferred.append(signum)
+
+    def redeliver():
+        while _deferred:
+            time.sleep(0.05)
+            if _deferred:
+                _thread.interrupt_main(_deferred[0])
+
+    threading.Thread(target=redeliver, name="dpc-signal-after-import", daemon=True).start()
 
 
 def stopped(terminated: bool) -> int:
@@ -69,6 +116,22 @@ def sigint_blocked():
     try:
         yield
     finally:
+        _sigmask(signal.SIG_SETMASK, mask)
+
+
+@contextmanager
+def children_ignore_sigint():
+    """Start a helper program in here (one that execs a new interpreter) that must ignore Ctrl-C
+    from its first instruction. CPython's process start resets the signal mask of the new program,
+    but an ignored signal stays ignored across exec. Keep the block short (a fork and exec): SIGINT
+    is blocked in this thread meanwhile, so a Ctrl-C aimed at it stays pending and is raised after,
+    but one that the kernel hands to another of our threads in that window is lost."""
+    mask = _sigmask(signal.SIG_BLOCK)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
         _sigmask(signal.SIG_SETMASK, mask)
 
 

@@ -3,6 +3,7 @@
 import binascii
 import io
 import os
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -21,6 +22,12 @@ def flip_bit(data: bytes, bit: int) -> bytes:
     out = bytearray(data)
     out[bit // 8] ^= 1 << (bit % 8)
     return bytes(out)
+
+
+def sigint_default() -> None:
+    """Popen's preexec_fn for the Ctrl-C tests: SIGINT at its default, as in a terminal. A suite
+    started in the background (`cmd &`) ignores SIGINT, and its children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def tree(folder: Path) -> set[str]:

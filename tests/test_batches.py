@@ -11,10 +11,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_smooth, make_textured, tree
+from helpers import make_smooth, make_textured, sigint_default, tree
 from PIL import Image
 
 import dpc.cli as cli_module
@@ -47,8 +48,27 @@ def _process(*args, cwd, **popen_args):
     env = {k: v for k, v in os.environ.items() if k != "DPC_DEBUG"}  # as a user runs it: no tracebacks asked for
     cmd = [sys.executable, "-m", "dpc.cli", *map(str, args)]
     return subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_args
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_default,
+        **popen_args,
     )
+
+
+def _child_programs(pid: int) -> list[str]:
+    """The command lines of the processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+    return found
 
 
 @pytest.fixture
@@ -168,6 +188,35 @@ def test_an_interrupted_parallel_run_leaves_only_complete_outputs_and_a_rerun_fi
     for i in range(20):  # complete (length fields and CRC check out) and of the right image
         header = read_container((out / f"img{i:02d}.dpc").read_bytes()).header
         assert (header.width, header.height) == Image.open(pics / f"img{i:02d}.png").size
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker server in /proc")
+def test_ctrl_c_while_the_worker_server_imports_torch_ends_in_one_line(codec, tmp_path):
+    """Issue #30: a Ctrl-C in the first seconds of a -j 2 run, while the forkserver that the workers
+    fork from imports torch, printed that server's KeyboardInterrupt traceback after "dpc: interrupted"."""
+    files = tmp_path / "files"
+    files.mkdir()
+    for i in range(2):
+        (files / f"f{i}.dpc").write_bytes(codec.compress(np.asarray(make_smooth(40, 24, seed=i)), quality=1))
+    proc = _process("decompress", files, "-o", tmp_path / "out", "--jobs", "2", cwd=tmp_path, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any("forkserver" in cmd for cmd in _child_programs(proc.pid)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no worker server started"
+            time.sleep(0.01)
+        time.sleep(0.3)  # past the interpreter's start, into the imports (torch alone takes over a second)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert _lines(err)[-1] == "dpc: interrupted"
+    assert not (tmp_path / "out").exists() or tree(tmp_path / "out") == set()
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_smooth, short_png, tree
+from helpers import make_smooth, short_png, sigint_default, tree
 from test_bad_input import desync_file, other_weights_file, version_file
 
 import dpc.jobs as batch_module
@@ -134,7 +134,12 @@ def test_a_signal_during_the_imports_ends_in_one_line_and_its_exit_code(tmp_path
     png = _png(tmp_path, size=(256, 256))
     env = {k: v for k, v in os.environ.items() if k != "DPC_DEBUG"}
     proc = subprocess.Popen(
-        [*_dpc_command(), "compress", str(png)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+        [*_dpc_command(), "compress", str(png)],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_default,
     )
     time.sleep(1.0)  # the moment the issue names; no other sleep in this file
     proc.send_signal(sig)
@@ -142,3 +147,54 @@ def test_a_signal_during_the_imports_ends_in_one_line_and_its_exit_code(tmp_path
     assert proc.returncode == code, err
     assert len(err.strip().splitlines()) <= 1 and "Traceback" not in err, err
     assert tree(tmp_path) == {"x.png"}
+
+
+def test_a_signal_during_an_import_is_raised_after_the_import_not_inside_it(tmp_path):
+    """torch's import runs C++ initialisers that cannot unwind a KeyboardInterrupt: a Ctrl-C that
+    landed in one killed dpc with SIGABRT and a C++ message (issue #30). dpc's handler lets the
+    import finish and raises right after it."""
+    (tmp_path / "slow_module.py").write_text("import time\ntime.sleep(1.0)\nDONE = True\n")
+    script = f"""
+import os, signal, sys, threading, time
+sys.path.insert(0, {str(tmp_path)!r})
+from dpc.signals import on_signal
+signal.signal(signal.SIGINT, on_signal)
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    import slow_module
+    try:
+        time.sleep(10)
+        print("never raised")
+    except KeyboardInterrupt:
+        print("raised after the import", slow_module.DONE)
+except KeyboardInterrupt:
+    print("raised inside the import")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, preexec_fn=sigint_default
+    )
+    assert out.stdout.strip() == "raised after the import True", out.stdout + out.stderr
+
+
+def test_a_signal_after_the_run_is_over_does_not_kill_the_exit(tmp_path, small_dpc):
+    """Once `dpc` has its exit code, the interpreter's exit (torch's teardown) ignores Ctrl-C and
+    SIGTERM: a late one killed the finished run (exit -2 / -15, no line; issue #30)."""
+    (tmp_path / "x.dpc").write_bytes(small_dpc)
+    script = """
+import os, signal, sys
+sys.argv = ["dpc", "info", "x.dpc"]
+from dpc.entry import main
+code = main()
+os.kill(os.getpid(), signal.SIGINT)
+os.kill(os.getpid(), signal.SIGTERM)
+print("exit", code)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=sigint_default,
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("exit 0"), out.stdout + out.stderr

@@ -5,6 +5,9 @@ decode one small photo-like image with each option on the CPU and compare pixels
 """
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -236,7 +239,8 @@ def test_bench_refuses_unknown_configurations(capsys):
 def test_the_prior_gives_the_same_bits_with_1_and_2_threads(codec):
     """Refinement feeds each step's output to the next, so its last bits must not depend on the
     thread count (-j 2 workers run 1 thread each, -j 1 runs 2). oneDNN's convolutions differed
-    between 1 and 2 threads on a 64 x 96 latent (issue #30); the prior runs on PyTorch's own kernels."""
+    between 1 and 2 threads on a 64 x 96 latent (issue #30); the prior runs on PyTorch's own kernels.
+    On an Intel Xeon with AMX those (MKL's GEMM) differed too, until `import codec` set MKL_CBWR."""
     runner = codec.stages.runner("prior")
     generator = torch.Generator().manual_seed(0)
     noisy, condition = (torch.randn(1, 8, 64, 96, generator=generator) for _ in range(2))
@@ -250,3 +254,14 @@ def test_the_prior_gives_the_same_bits_with_1_and_2_threads(codec):
     finally:
         torch.set_num_threads(saved)
     assert torch.equal(*outputs)
+
+
+@pytest.mark.parametrize("user_setting", [None, "COMPATIBLE"])
+def test_import_codec_asks_mkl_for_sums_that_do_not_depend_on_the_thread_count(user_setting):
+    """MKL's strict reproducibility mode, read at its first call: set by `import codec`, unless the user chose."""
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    if user_setting:
+        env["MKL_CBWR"] = user_setting
+    code = "import os, codec; print(os.environ['MKL_CBWR'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == (user_setting or "AUTO,STRICT")
