@@ -18,7 +18,7 @@ import os
 # count on Intel CPUs with AVX-512 / AMX, so a decode gave other last bits with 1 and 2
 # threads (issue #30). MKL's strict conditional-numerical-reproducibility mode makes them
 # thread-count independent. MKL reads it at its first call, so this must come before any
-# matrix work; a user's own MKL_CBWR wins. It costs the diffusion prior about 20 %.
+# matrix work; a user's own MKL_CBWR wins. The pixel decoders run on oneDNN and do not pay for it.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 _SOURCES = {  # public name -> the module that defines it
