@@ -125,7 +125,13 @@ def children_ignore_sigint():
     from its first instruction. CPython's process start resets the signal mask of the new program,
     but an ignored signal stays ignored across exec. Keep the block short (a fork and exec): SIGINT
     is blocked in this thread meanwhile, so a Ctrl-C aimed at it stays pending and is raised after,
-    but one that the kernel hands to another of our threads in that window is lost."""
+    but one that the kernel hands to another of our threads in that window is lost. Outside the
+    main thread (the CLI run in-process from a thread) handlers cannot be set: nothing is changed."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     mask = _sigmask(signal.SIG_BLOCK)
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -404,3 +405,23 @@ def test_jobs_are_capped_by_the_memory_available(monkeypatch):
     assert pool_module.worker_limit(8)[0] == 3
     assert "8 capped to 3 (16 cores, " in pool_module.worker_limit(8)[1]
     assert pool_module.worker_limit(2) == (2, None)
+
+
+def test_the_worker_server_starts_from_a_thread_too():
+    """Signal handlers can only be set in the main thread: a folder run started from another
+    thread (the CLI in-process) starts its worker server without touching them."""
+    from dpc.signals import children_ignore_sigint
+
+    errors = []
+
+    def start():
+        try:
+            with children_ignore_sigint():
+                pass
+        except Exception as exc:  # ValueError: signal only works in main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    assert errors == []
