@@ -1,7 +1,8 @@
-"""Older shipped models, so that their files keep decoding to the same pixels.
+"""The other shipped models, so that their files keep decoding to the same pixels.
 
-A codec that runs the shipped weights decodes a file of an older shipped model (by the model id
-in its header) with that model's weights, built once with the same options and limits.
+A codec that runs shipped weights decodes a file of another shipped model (by the model id in its
+header) with that model's weights, built once with the same options and limits: the older ones
+(dpc-v1) and the ones beside it (dpc-v3 on TAEF2's latent, dpc-v2 on ours), in either direction.
 """
 
 from .model_files import load_model
@@ -9,7 +10,7 @@ from .shipped import shipped_weights
 
 
 class OlderModels:
-    """The older shipped models of one codec, each loaded on first use."""
+    """The other shipped models of one codec, each loaded on first use."""
 
     def __init__(self, codec, stage_weights: dict):
         """`codec`: the Codec running the shipped weights; `stage_weights`: the INT8 table and
@@ -18,7 +19,7 @@ class OlderModels:
         self.loaded: dict[int, object] = {}
 
     def get(self, model_id: int):
-        """The Codec for this older shipped model id, or None if no shipped model has it."""
+        """The Codec for this shipped model id, or None if no shipped model has it."""
         if model_id not in self.loaded:
             path = shipped_weights(model_id)
             if path is None:

@@ -1,6 +1,6 @@
 """The shipped codec weight files, by name and by model id, read without torch.
 
-    SHIPPED_MODELS          name -> path ("dpc-v1", "dpc-v2" the default)
+    SHIPPED_MODELS          name -> path ("dpc-v1", "dpc-v2" the default, "dpc-v3" on TAEF2's latent)
     shipped_weights(id)     the shipped file whose model id (first 16 bits of its SHA-256) this is
     coding_config(path)     what checking a header needs of it: trained levels, two-pass y, sizes
     refuse_early(container) what decompress would refuse of a shipped model's file, found without
@@ -20,11 +20,13 @@ WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS / "dpc-v2.safetensors"
 # Every shipped codec file, by the name a user may load it by (Codec.load("dpc-v1"),
 # `dpc ... --weights dpc-v1`). Whichever is loaded decodes the files of all of them, by the file's
-# model id (codec/pipeline.py). A codec on TAEF2's latent joins them once it beats the default on the
-# validation split (docs/latent-codec.md); until then its preview weights live in rd/latent-codec/.
+# model id (codec/pipeline.py). dpc-v3, the codec on TAEF2's latent, joined them when it beat the
+# default on the validation split's LPIPS and DISTS (docs/latent-codec.md); it is not yet the default
+# (its --bpp tables, effort, INT8 table and benchmarks are still to do).
 SHIPPED_MODELS = {
     "dpc-v1": WEIGHTS / "dpc-v1.safetensors",
     "dpc-v2": DEFAULT_WEIGHTS,
+    "dpc-v3": WEIGHTS / "dpc-v3.safetensors",
 }
 MAX_HEADER = 1 << 24  # bytes of a safetensors JSON header we are prepared to read
 
@@ -35,6 +37,7 @@ MAX_HEADER = 1 << 24  # bytes of a safetensors JSON header we are prepared to re
 MIN_BITS = {  # name -> (z, y)
     "dpc-v1": (0.00015410468539770367, 6.604284954371679e-05),
     "dpc-v2": (0.00015410468539770367, 6.604284954371679e-05),
+    "dpc-v3": (0.00015410468539770367, 6.604284954371679e-05),
 }
 Z_FACTOR = 64  # image px per z position: autoencoder 8 x compressor 2 x hyperprior 4
 
@@ -45,6 +48,8 @@ class CodingConfig:
     two_pass: bool  # y in two checkerboard passes (format version 4, or 5 with the layout bit)
     y_channels: int = 0
     z_channels: int = 0
+    # dpc-v3: the realism its one-step latent refiner decodes at unless told (None: no such refiner)
+    default_realism: float | None = None
 
 
 def digest_record(path: Path) -> Path:
@@ -78,13 +83,28 @@ def coding_config(path: Path) -> CodingConfig:
             if not 0 < size <= MAX_HEADER:
                 raise ValueError(f"{path.name}: bad safetensors header")
             header = f.read(size).decode()
-    compressor = json.loads(json.loads(header)["__metadata__"]["compressor"])
+    metadata = json.loads(header)["__metadata__"]
+    compressor = json.loads(metadata["compressor"])
+    refiner = json.loads(metadata["refiner"]) if "refiner" in metadata else None
     return CodingConfig(
         levels=int(compressor["levels"]),
         two_pass=int(compressor.get("context_features", 0)) > 0,
         y_channels=int(compressor["y_channels"]),
         z_channels=int(compressor["z_channels"]),
+        default_realism=None if refiner is None else float(refiner.get("default_realism", 0.0)),
     )
+
+
+def shipped_coding_config(model_id: int) -> CodingConfig | None:
+    """The coding config of the shipped model with this id (None: no shipped model has it, or its
+    weights are unreadable). No torch."""
+    path = shipped_weights(model_id)
+    if path is None:
+        return None
+    try:
+        return coding_config(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def check_coding(header, rates, two_pass: bool) -> None:
@@ -111,14 +131,11 @@ def refuse_early(container) -> None:
     from .quality_scale import RateScale
 
     header = container.header
-    path = shipped_weights(header.model_id)
-    if path is None:
-        return
-    try:
-        config = coding_config(path)
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # decompress explains what is wrong with the weights
+    config = shipped_coding_config(header.model_id)
+    if config is None:
+        return  # not a shipped model's file, or decompress explains what is wrong with the weights
     check_coding(header, RateScale(config.levels), config.two_pass)
+    path = shipped_weights(header.model_id)
     name = next(n for n, p in SHIPPED_MODELS.items() if p == path)
     z_side = [side // Z_FACTOR for side in Canvas.of_header(header).padded]
     z_count = config.z_channels * z_side[0] * z_side[1]

@@ -137,7 +137,7 @@ def _decompress(args) -> int:
 def _info(args) -> int:
     from bitstream import bits_per_pixel, read_container
     from codec.canvas import Canvas
-    from codec.shipped import refuse_early
+    from codec.shipped import refuse_early, shipped_coding_config
 
     data = read_bytes(args.input)
     container = read_container(data)
@@ -159,7 +159,11 @@ def _info(args) -> int:
     print(f"bytes:           {len(data)} (header and trailer {container.overhead_bytes})")
     print(f"bpp:             {bits_per_pixel(len(data), pixels):.4f}")
     r = h.refine
-    if r.steps:
+    config = shipped_coding_config(h.model_id)
+    if r.steps and config is not None and config.default_realism is not None:
+        # dpc-v3's one-step latent refiner: no sampler or guidance; the realism is the decode's choice
+        refine = f"the one-step latent refiner, seed {r.seed} (realism {config.default_realism:g} unless --realism)"
+    elif r.steps:
         extra = f", start {r.start:g}, early exit {r.early_exit:g}" if r.start != 1 or r.early_exit else ""
         refine = f"{r.steps} step{'s' * (r.steps > 1)}, {r.sampler}, guidance {r.guidance:g}, seed {r.seed}{extra}"
     else:

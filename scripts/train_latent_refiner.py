@@ -21,8 +21,9 @@ With --realism, each crop also draws a realism r ~ U(0,1): the refiner hears r (
 --noise-channels N, N channels of Gaussian noise scaled by r), and the GAN term weighs 2 r w_gan
 (w_gan on average, as without --realism), so r = 0 learns the lowest distortion and r = 1 the most
 realistic decode (multi-realism; codec/models/latent_refiner.py). --init grows the file's refiner
-to these inputs with its function unchanged. Export with the same --realism / --noise-channels and
-the decode's default r (--default-realism). --noise-channels 0 is the noise-off control.
+to these inputs, and deepens it to --blocks (run r7: 4 -> 8), with its function unchanged. Export
+with the same --realism / --noise-channels / --blocks and the decode's default r
+(--default-realism). --noise-channels 0 is the noise-off control.
 
 Why the two weightings: with lambda from 0.006 to 1.9, a shared lambda-weighted loss gives the
 lowest level 1/300 of the top level's say, and the lowest levels are where the colours went
@@ -83,13 +84,16 @@ def decoder_weighted(decoder: torch.nn.Module, latent: torch.Tensor, weight: tor
 
 def init_refiner(path: Path, refiner: LatentRefiner) -> None:
     """Start `refiner` from the refiner of the codec weight file `path`, if it has one; grown to
-    `refiner`'s realism input and noise (which start at zero, so the function is the file's)."""
+    `refiner`'s realism input and noise, and deepened to its blocks (the new weights start where
+    the function is the file's)."""
     old = load_model(path).refiner
     if old is None:
         return
     cfg = refiner.cfg
     if cfg.realism and not old.cfg.realism:
         old = old.grown(realism=True, noise_channels=cfg.noise_channels)
+    if cfg.blocks > old.cfg.blocks:
+        old = old.deepened(cfg.blocks)
     refiner.load_state_dict(old.state_dict())
 
 

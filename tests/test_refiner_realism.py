@@ -159,3 +159,19 @@ def test_the_command_line_refuses_realism_out_of_range_in_one_line(capsys, tmp_p
     err = capsys.readouterr().err
     assert "--realism: must be 0..1" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "x.png").exists()
+
+
+@torch.no_grad()
+def test_a_deepened_refiner_computes_the_old_function_and_sees_further():
+    old = noisy_refiner()
+    new = old.deepened(SMALL.blocks + 2)
+    assert new.cfg.blocks == SMALL.blocks + 2 and new.cfg.receptive_field == old.cfg.receptive_field + 4
+    coarse, indexes = inputs()
+    args = (torch.tensor([1.0]),)
+    kw = dict(realism=torch.tensor([0.5]), noise=noise(seed=4))
+    assert torch.allclose(new(coarse, indexes, *args, **kw), old(coarse, indexes, *args, **kw), atol=1e-6)
+    with torch.no_grad():  # once trained, the new blocks change the output
+        new.blocks[-1].conv2.weight.normal_(0, 0.05)
+    assert (new(coarse, indexes, *args, **kw) - old(coarse, indexes, *args, **kw)).abs().mean() > 1e-4
+    with pytest.raises(ValueError, match="deepen"):
+        old.deepened(SMALL.blocks - 1)

@@ -22,9 +22,10 @@ multi-realism compression (Agustsson et al., CVPR 2023): trained with r drawn pe
 adversarial term weighted by r, r = 0 asks for the lowest distortion and r = 1 for the most
 realistic picture. With `noise_channels` > 0 it also sees Gaussian noise scaled by r, so r = 0 is
 deterministic and higher r may draw different texture per seed. `grown` turns a refiner without
-these inputs into one with them that computes the same function (the new weights start at zero).
+these inputs into one with them that computes the same function (the new weights start at zero),
+and `deepened` one with more blocks (each new block's last conv starts at zero: an identity).
 
-All convolutions are local: the receptive field is RECEPTIVE_FIELD latent px, the halo that lets
+All convolutions are local: the receptive field is `cfg.receptive_field` latent px, the halo that lets
 tiles agree with a whole-latent run. No normalisation layers (tiles must match).
 """
 
@@ -137,5 +138,26 @@ class LatentRefiner(nn.Module):
         mlp = torch.zeros_like(new.level_mlp[0].weight)
         mlp[:, : self.level_mlp[0].weight.shape[1]] = state["level_mlp.0.weight"]
         state["level_mlp.0.weight"] = mlp
+        new.load_state_dict(state)
+        return new
+
+    def deepened(self, blocks: int) -> "LatentRefiner":
+        """A refiner with `blocks` blocks (at least this one's) that computes this one's function:
+        the new blocks come after the old ones, each an identity because its second conv is zero
+        (their FiLM rows start at zero too). The receptive field grows by 2 latent px a block."""
+        if blocks < self.cfg.blocks:
+            raise ValueError(f"cannot deepen a {self.cfg.blocks}-block refiner to {blocks} blocks")
+        new = LatentRefiner(RefinerConfig(**(self.cfg.to_dict() | dict(blocks=blocks))))
+        state = self.state_dict()
+        for i in range(self.cfg.blocks, blocks):
+            block = new.blocks[i]
+            nn.init.zeros_(block.conv2.weight)
+            nn.init.zeros_(block.conv2.bias)
+            state |= {f"blocks.{i}.{k}": v for k, v in block.state_dict().items()}
+        for k in ("weight", "bias"):  # the MLP's output: a (scale, shift) pair per block, in block order
+            rows = torch.zeros_like(getattr(new.level_mlp[-1], k))
+            old = state[f"level_mlp.2.{k}"]
+            rows[: old.shape[0]] = old
+            state[f"level_mlp.2.{k}"] = rows
         new.load_state_dict(state)
         return new
