@@ -131,11 +131,14 @@ def refuse_early(container) -> None:
     from .quality_scale import RateScale
 
     header = container.header
-    config = shipped_coding_config(header.model_id)
-    if config is None:
-        return  # not a shipped model's file, or decompress explains what is wrong with the weights
-    check_coding(header, RateScale(config.levels), config.two_pass)
     path = shipped_weights(header.model_id)
+    if path is None:
+        return
+    try:
+        config = coding_config(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # decompress explains what is wrong with the weights
+    check_coding(header, RateScale(config.levels), config.two_pass)
     name = next(n for n, p in SHIPPED_MODELS.items() if p == path)
     z_side = [side // Z_FACTOR for side in Canvas.of_header(header).padded]
     z_count = config.z_channels * z_side[0] * z_side[1]
