@@ -109,6 +109,13 @@ def discriminator_step(disc: PatchDiscriminator, disc_opt, x: torch.Tensor, x_ha
     disc_opt.step()
 
 
+def taef2_decoder(trainable: bool) -> torch.nn.Module:
+    """The shipped TAEF2 decoder to fine-tune: the loader hands every model back frozen
+    (`requires_grad` off), so a run that trains the decoder must switch it on. Runs r1-r8 of
+    scripts/train_latent_refiner.py did not, and their `--decoder-lr` trained nothing."""
+    return load_taef2().autoencoder.decoder.requires_grad_(trainable)
+
+
 def init_from_weights(path: Path, comp: TrainableCompressor, decoder) -> None:
     """Start from a codec weight file written by --export (codec.model_files.save_latent_codec):
     the compressor with its z density model, and its fine-tuned decoder if it has one."""
@@ -200,7 +207,7 @@ def main() -> None:
     parts = {"comp": comp, "opt": opt, "aux_opt": aux_opt}
     decoder = lpips = dists = None
     if args.stage == "pixel":
-        decoder = load_taef2().autoencoder.decoder.requires_grad_(args.decoder_lr > 0)
+        decoder = taef2_decoder(trainable=args.decoder_lr > 0)
         lpips = LPIPSMetric.load(args.metric_weights).model.eval().requires_grad_(False)
         if args.dists:
             dists = DISTSMetric.load(args.metric_weights).model.eval().requires_grad_(False)

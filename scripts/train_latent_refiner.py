@@ -12,7 +12,8 @@ Per crop, at a random level l:
     x_hat      = decoder(refined) on a random --window of the crop
     D          = w_lat MSE(refined, latent) + w_mse MSE(x_hat, x) / 0.01 + LPIPS + w_dists DISTS
                  + w_gan hinge_G(disc(x_hat)) + w_low LOWPASS(x_hat, x) / 0.01
-    compressor:          bpp + lambda_l (D + w_lat MSE(latent_hat, latent))   (--comp-lr 0: frozen)
+    compressor:          bpp + lambda_l (D + w_lat MSE(latent_hat, latent))   (--comp-lr 0: frozen, with
+                         z's medians, so the files are the --init file's bit for bit: run r8)
     refiner:             D, the same weight at every level
     decoder:             D's pixel terms, the same weight at every level (--decoder-weighting plain)
                          or lambda_l / mean(lambda) (--decoder-weighting lambda, as s4 trained it)
@@ -44,7 +45,7 @@ import torch
 
 from codec.entropy.compressor import CompressorConfig, medians
 from codec.entropy.training import TrainableCompressor, ste_round
-from codec.model_files import load_model, load_taef2, save_latent_codec
+from codec.model_files import load_model, save_latent_codec
 from codec.models.latent_refiner import LatentRefiner, RefinerConfig
 from eval.perceptual import DISTSMetric, LPIPSMetric
 from scripts.checkpoints import load_checkpoint, save_checkpoint
@@ -58,6 +59,7 @@ from scripts.train_latent_codec import (
     init_from_weights,
     lowpass_error,
     resume,
+    taef2_decoder,
 )
 
 
@@ -186,7 +188,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     comp = TrainableCompressor(CompressorConfig(**CONFIG, levels=len(args.lambdas)))
-    decoder = load_taef2().autoencoder.decoder
+    decoder = taef2_decoder(trainable=args.decoder_lr > 0)
     if args.noise_channels and not args.realism:
         raise SystemExit("--noise-channels needs --realism (the noise is scaled by r)")
     realism = dict(realism=args.realism, noise_channels=args.noise_channels, default_realism=args.default_realism)
@@ -233,6 +235,9 @@ def main() -> None:
         if args.disc_from:  # a trained discriminator (the run that made --init) rather than a fresh one
             load_checkpoint(args.disc_from, {"disc": disc})
     lambdas = torch.tensor(args.lambdas)
+    frozen = args.comp_lr == 0
+    if frozen:  # its files stay bit for bit the --init file's: no gradient, and no aux step on z's medians
+        comp.requires_grad_(False)
     decoder_weights = lambdas / lambdas.mean() if args.decoder_weighting == "lambda" else torch.ones_like(lambdas)
     header = ["step", "seconds", "level", "bpp", "coarse_mse", "latent_mse", "pixel_mse", "lpips", "dists"]
     header += ["gan_g", "lowpass"] + (["realism"] if args.realism else [])
@@ -291,9 +296,10 @@ def main() -> None:
             torch.nn.utils.clip_grad_norm_(g["params"], 1.0)
         opt.step()
         discriminator_step(disc, disc_opt, x, x_hat)  # hinge loss on the same windows
-        aux_opt.zero_grad(set_to_none=True)
-        comp.entropy_bottleneck.loss().backward()
-        aux_opt.step()
+        if not frozen:
+            aux_opt.zero_grad(set_to_none=True)
+            comp.entropy_bottleneck.loss().backward()
+            aux_opt.step()
         step += 1
         spent = time.time() - t_start
         cols = [t.detach() for t in (bpp, coarse_mse, lat_mse, pix_mse, perceptual, dist, adv, low)]

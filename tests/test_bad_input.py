@@ -411,7 +411,10 @@ def test_the_shipped_models_min_bits_known_without_torch_are_their_tables():
         from codec import Codec
 
         entropy = Codec.load(name).entropy
-        assert (entropy.z_tables.min_bits, entropy.y_tables.min_bits) == (z_bits, y_bits), name
+        # to the last bit or two only: numpy's log2 takes other SIMD paths on other CPUs (an AVX2-only
+        # AMD EPYC gave ...364 where avx512 machines give ...367), and the capacity check halves it
+        assert entropy.z_tables.min_bits == pytest.approx(z_bits, rel=1e-12), name
+        assert entropy.y_tables.min_bits == pytest.approx(y_bits, rel=1e-12), name
 
 
 def _forged_17_byte_file(small_dpc) -> bytes:

@@ -118,3 +118,17 @@ def test_a_realism_refiner_starts_from_a_codec_files_refiner_with_its_function(t
     save_latent_codec(tmp_path / "bare.safetensors", small_compressor(), {})
     init_refiner(tmp_path / "bare.safetensors", fresh)
     assert torch.equal(fresh.head.weight, torch.zeros_like(fresh.head.weight))
+
+
+def test_the_decoder_a_run_fine_tunes_gets_gradients_and_a_frozen_one_none():
+    """Runs r1-r8 loaded the decoder frozen (as every loader hands models back) and never switched
+    it on, so their --decoder-lr trained nothing; the training scripts now take it from here."""
+    from scripts.train_latent_codec import taef2_decoder
+
+    latent = torch.randn(1, 32, 4, 4)
+    tuned = taef2_decoder(trainable=True)
+    tuned(latent).mean().backward()
+    grads = [p.grad for p in tuned.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    frozen = taef2_decoder(trainable=False)
+    assert not any(p.requires_grad for p in frozen.parameters())
